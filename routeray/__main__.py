@@ -1,0 +1,3 @@
+from routeray.cli import main
+
+raise SystemExit(main())

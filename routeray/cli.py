@@ -1,0 +1,87 @@
+"""The ``routeray`` command. Argument parsing lives here (it is a contract); each command's work lives in
+its own module, imported only when that command runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from routeray.errors import RouterayError
+
+ROUTER_NAMES = ["random", "sw_ranking", "mf", "bert", "causal_llm"]
+
+# command -> "module:function"; the function takes the parsed arguments and returns an exit code.
+_HANDLERS = {
+    "train": "routeray.train.cli:run",
+    "calibrate": "routeray.calibrate:run_cli",
+    "eval": "routeray.evaluate.cli:run",
+    "serve": "routeray.deployments.cli:run",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routeray", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a router on preference data and write its artifact")
+    p.add_argument("router", help=f"router to train ({', '.join(ROUTER_NAMES)})")
+    p.add_argument("--data", required=True, help="data directory (the layout of ../shared/data)")
+    p.add_argument("--out", required=True, help="artifact directory to write")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--config", default=None, help="JSON/YAML file of hyper-parameters for this router")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one hyper-parameter (repeatable)")
+    p.add_argument("--max-prompts", type=int, default=None,
+                   help="train on at most this many prompts (quick runs and tests)")
+
+    p = sub.add_parser("calibrate", help="threshold that sends a given share of prompts to the strong model")
+    p.add_argument("--router", required=True, help="router name")
+    p.add_argument("--strong-fraction", type=float, required=True, help="target share of strong calls, 0..1")
+    p.add_argument("--prompts", required=True, help="prompts file: JSONL, CSV, or one prompt per line")
+    p.add_argument("--artifacts", default=None, help="artifact directory (default: the router's default)")
+
+    p = sub.add_parser("eval", help="evaluate routers on a benchmark in RouteLLM's layout")
+    p.add_argument("--benchmark", required=True, choices=["mmlu", "gsm8k", "mt-bench"])
+    p.add_argument("--data-dir", required=True, help="folder in RouteLLM's routellm/evals layout")
+    p.add_argument("--routers", nargs="+", required=True, help="router names (random is always added)")
+    p.add_argument("--output", required=True, help="output folder for <benchmark>.json and .png")
+    p.add_argument("--artifacts", default=None,
+                   help="folder holding one artifact folder per router (default: the default artifacts)")
+    p.add_argument("--strong-model", default="gpt-4-1106-preview")
+    p.add_argument("--weak-model", default="mistralai/Mixtral-8x7B-Instruct-v0.1")
+    p.add_argument("--num-random-seeds", type=int, default=100)
+    p.add_argument("--strong-price", type=float, nargs=2, metavar=("IN", "OUT"), default=None,
+                   help="strong model price, US$ per million input and output tokens")
+    p.add_argument("--weak-price", type=float, nargs=2, metavar=("IN", "OUT"), default=None,
+                   help="weak model price, US$ per million input and output tokens")
+    p.add_argument("--no-cache", action="store_true", help="recompute router scores")
+
+    p = sub.add_parser("serve", help="run the routing gateway on Ray Serve")
+    p.add_argument("--config", default=None,
+                   help="Serve config YAML (default: the embedded local profile)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module_name, _, func_name = _HANDLERS[args.command].partition(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        return int(handler(args) or 0)
+    except RouterayError as exc:
+        print(f"routeray {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

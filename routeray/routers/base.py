@@ -1,0 +1,45 @@
+"""The Router contract every router implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class Router(ABC):
+    """Predicts, for each prompt, the probability that the strong model's answer beats the weak one's.
+
+    Implementers:
+    - set ``name`` (the registry key, e.g. ``"mf"``);
+    - implement :meth:`score` batch-first: one call scores a whole list, returning a float array of the
+      same length with every value in [0, 1], deterministic for a fixed artifact;
+    - implement :meth:`load` to build the router from an artifact directory (safetensors + JSON, see
+      :mod:`routeray.artifacts`); routers without learned state may ignore the path;
+    - do no network I/O and no heavy work at import time or in ``__init__`` beyond what ``load`` asks.
+
+    The threshold decision is shared: ``score >= threshold`` routes to the strong model.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        """Return P(strong wins) for each prompt, as a float array of shape ``(len(prompts),)`` in [0, 1]."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, artifact_dir: Path | None, **overrides: Any) -> Router:
+        """Build the router from an artifact directory (``None``: a router with no learned state)."""
+
+    def route(self, prompts: Sequence[str], threshold: float) -> np.ndarray:
+        """True where a prompt goes to the strong model: its score is at or above ``threshold``."""
+        return self.score(prompts) >= threshold
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the learned state (used to key score caches); routers with an artifact override it."""
+        return self.name

@@ -1,0 +1,1 @@
+"""Router evaluation: the RouteLLM paper's benchmarks and metrics (``routeray eval``)."""

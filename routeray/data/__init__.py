@@ -1,5 +1,31 @@
 """Preference data: one schema for pairwise judgments and one for golden labels, importers, model tiers."""
 
-from routeray.data.schema import GoldenLabel, Judgment, PreferenceData
+from routeray.data.alpaca_eval import read_alpaca_eval
+from routeray.data.arena_55k import read_arena_55k_csv
+from routeray.data.arena_bench import read_arena_bench
+from routeray.data.golden import golden_to_judgments
+from routeray.data.loader import load_data_dir
+from routeray.data.mmlu_pro import read_mmlu_pro
+from routeray.data.models import canonical_model
+from routeray.data.routellm_eval import read_routellm_eval_csv
+from routeray.data.routerbench import read_routerbench_csv
+from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, Judgment, PreferenceData
+from routeray.data.splits import leave_source_out, split_by_prompt
 
-__all__ = ["GoldenLabel", "Judgment", "PreferenceData"]
+__all__ = [
+    "MIN_PROMPT_CHARS",
+    "GoldenLabel",
+    "Judgment",
+    "PreferenceData",
+    "canonical_model",
+    "golden_to_judgments",
+    "leave_source_out",
+    "load_data_dir",
+    "read_alpaca_eval",
+    "read_arena_55k_csv",
+    "read_arena_bench",
+    "read_mmlu_pro",
+    "read_routellm_eval_csv",
+    "read_routerbench_csv",
+    "split_by_prompt",
+]

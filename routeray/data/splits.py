@@ -1,0 +1,61 @@
+"""Train/validation splits that keep every record of one prompt on the same side."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from routeray.data.schema import PreferenceData
+
+logger = logging.getLogger(__name__)
+
+
+def split_by_prompt(data: PreferenceData, val_fraction: float, seed: int = 0) -> tuple[PreferenceData, PreferenceData]:
+    """Random split by prompt text: round(val_fraction * n_prompts) prompts go to validation.
+
+    Deterministic for a given data set and seed (prompts are sorted before shuffling).
+    """
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
+    prompts = data.prompts
+    rng = np.random.default_rng(seed)
+    n_val = int(round(val_fraction * len(prompts)))
+    val_idx = rng.permutation(len(prompts))[:n_val]
+    val_prompts = {prompts[i] for i in val_idx}
+    return _partition(data, lambda prompt, _source: prompt in val_prompts)
+
+
+def _matches(source: str, prefix: str) -> bool:
+    prefix = prefix.rstrip("/")
+    return source == prefix or source.startswith(prefix + "/")
+
+
+def leave_source_out(data: PreferenceData, source_prefix: str) -> tuple[PreferenceData, PreferenceData]:
+    """(train, heldout): heldout holds every record whose source is ``source_prefix`` or under it
+    (``routerbench`` matches ``routerbench/mbpp``); train holds the rest, minus any record whose prompt
+    text also appears in heldout (so the held-out prompts are truly unseen)."""
+    held_prompts = {j.prompt for j in data.judgments if _matches(j.source, source_prefix)}
+    held_prompts |= {g.prompt for g in data.golden if _matches(g.source, source_prefix)}
+    if not held_prompts:
+        raise ValueError(f"no records with source {source_prefix!r}; sources are {data.sources}")
+    train, held = _partition(data, lambda _prompt, source: _matches(source, source_prefix))
+    before = len(train.judgments) + len(train.golden)
+    train = PreferenceData(
+        judgments=[j for j in train.judgments if j.prompt not in held_prompts],
+        golden=[g for g in train.golden if g.prompt not in held_prompts],
+    )
+    removed = before - len(train.judgments) - len(train.golden)
+    if removed:
+        logger.info("leave_source_out(%s): dropped %d training records sharing a held-out prompt",
+                    source_prefix, removed)
+    return train, held
+
+
+def _partition(data: PreferenceData, to_second) -> tuple[PreferenceData, PreferenceData]:  # noqa: ANN001
+    first, second = PreferenceData(), PreferenceData()
+    for j in data.judgments:
+        (second if to_second(j.prompt, j.source) else first).judgments.append(j)
+    for g in data.golden:
+        (second if to_second(g.prompt, g.source) else first).golden.append(g)
+    return first, second

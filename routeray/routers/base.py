@@ -39,6 +39,12 @@ class Router(ABC):
         """True where a prompt goes to the strong model: its score is at or above ``threshold``."""
         return self.score(prompts) >= threshold
 
+    def training_embeddings(self) -> np.ndarray | None:
+        """Optional: unit-length embeddings ``(n, dim)`` of the prompts this router was trained on, in the
+        space of ``self.embedder`` (MiniLM when a router has none), so evaluations can drop benchmark
+        prompts that are near-copies of training prompts. ``None`` (the default) means unknown."""
+        return None
+
     @property
     def fingerprint(self) -> str:
         """Identifies the learned state (used to key score caches); routers with an artifact override it."""

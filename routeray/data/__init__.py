@@ -11,13 +11,18 @@ from routeray.data.routellm_eval import read_routellm_eval_csv
 from routeray.data.routerbench import read_routerbench_csv
 from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, Judgment, PreferenceData
 from routeray.data.splits import leave_source_out, split_by_prompt
+from routeray.data.tiers import TierMap, assign_tiers, fit_ratings, fit_tier_map
 
 __all__ = [
     "MIN_PROMPT_CHARS",
     "GoldenLabel",
     "Judgment",
     "PreferenceData",
+    "TierMap",
+    "assign_tiers",
     "canonical_model",
+    "fit_ratings",
+    "fit_tier_map",
     "golden_to_judgments",
     "leave_source_out",
     "load_data_dir",

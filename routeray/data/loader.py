@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -13,6 +14,7 @@ from routeray.data.alpaca_eval import read_alpaca_eval, split_annotator_weights
 from routeray.data.arena_55k import is_arena_55k_header, read_arena_55k_csv
 from routeray.data.arena_bench import read_arena_bench
 from routeray.data.mmlu_pro import read_mmlu_pro
+from routeray.data.models import canonical_model
 from routeray.data.routerbench import read_routerbench_csv
 from routeray.data.schema import PreferenceData
 from routeray.errors import DataError
@@ -21,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 KNOWN_SOURCES = ("alpaca_eval", "arena_bench", "routerbench", "mmlu_pro", "arena_55k")
 _NEVER_READ = ("eval_sample", "unlabeled")  # evaluation data and unlabeled prompts are not training data
+# AlpacaEval entries built to game the judge, not to answer: the "NullModel" (its generator is named
+# "example": one constant adversarial reply that wins ~80 % of the time) and "gpt4_gamed". Their
+# judgments say nothing about which model answers a prompt better.
+DEFAULT_EXCLUDED_MODELS = frozenset({"example", "NullModel", "gpt4_gamed"})
 
 
 def _wanted(name: str, sources: list[str] | None) -> bool:
@@ -71,12 +77,15 @@ _READERS = {
 }
 
 
-def load_data_dir(path: str | Path, sources: list[str] | None = None) -> PreferenceData:
+def load_data_dir(path: str | Path, sources: list[str] | None = None,
+                  exclude_models: Iterable[str] = DEFAULT_EXCLUDED_MODELS) -> PreferenceData:
     """Read every known source under ``path`` (never ``eval_sample/`` or ``unlabeled/``).
 
     ``sources`` keeps only those sources or prefixes (``["routerbench", "mmlu_pro/math"]``).
     AlpacaEval judgments of one (prompt, pair) by several annotators share a total weight of 1.
+    Records involving ``exclude_models`` (by default the judge-gaming AlpacaEval entries) are dropped.
     """
+    excluded = {canonical_model(m) for m in exclude_models}
     root = Path(path)
     if not root.is_dir():
         raise DataError("data directory not found", root)
@@ -87,10 +96,11 @@ def load_data_dir(path: str | Path, sources: list[str] | None = None) -> Prefere
     data = PreferenceData()
     for kind, target in tqdm(tasks, desc="loading data", unit="file", disable=len(tasks) < 5):
         data.extend(_READERS[kind](target))
-    judgments = [j for j in data.judgments if _keep(j.source, sources)]
+    judgments = [j for j in data.judgments if _keep(j.source, sources)
+                 and j.model_a not in excluded and j.model_b not in excluded]
     alpaca = split_annotator_weights([j for j in judgments if j.source == "alpaca_eval"])
     data.judgments = alpaca + [j for j in judgments if j.source != "alpaca_eval"]
-    data.golden = [g for g in data.golden if _keep(g.source, sources)]
+    data.golden = [g for g in data.golden if _keep(g.source, sources) and g.model not in excluded]
     logger.info("loaded %d judgments and %d golden labels from %d files under %s in %.1fs",
                 len(data.judgments), len(data.golden), len(tasks), root, time.perf_counter() - start)
     return data

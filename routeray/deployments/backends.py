@@ -1,0 +1,166 @@
+"""Clients for the two tiers: any OpenAI-compatible chat completions API, over async httpx.
+
+The strong tier is a hosted API; the weak tier is the local vLLM engine (``ray.serve.llm``'s OpenAI app on
+Serve's proxy), so both go through this one client. Timeouts on connect, on every streamed chunk and on
+the whole answer; retries with exponential backoff and jitter on connect errors, 429 and 5xx, only before
+the first byte; answers that are not OpenAI-shaped are errors, never passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from routeray.config import BackendConfig, Tier
+
+log = logging.getLogger(__name__)
+
+
+class BackendError(Exception):
+    """A failed backend call. ``reason`` is a metric tag: connect, timeout, status_4xx, status_5xx,
+    bad_response or stream. ``client_fault`` marks upstream 400/422 answers caused by the request itself."""
+
+    def __init__(self, tier: Tier, reason: str, message: str, status: int | None = None,
+                 client_fault: bool = False):
+        super().__init__(f"{tier} backend: {message}")
+        self.tier = tier
+        self.reason = reason
+        self.status = status
+        self.client_fault = client_fault
+        self.detail = message
+
+
+class OpenAIBackend:
+    """One OpenAI-compatible API. Create it inside the process that uses it (it owns a connection pool)."""
+
+    def __init__(self, cfg: BackendConfig, tier: Tier, environ: Mapping[str, str] | None = None):
+        if not cfg.base_url:
+            raise ValueError(f"{tier} backend {cfg.name!r} has no base_url (resolve the config first)")
+        self.cfg = cfg
+        self.tier = tier
+        self.name = cfg.name
+        env = os.environ if environ is None else environ
+        headers = {"Content-Type": "application/json"}
+        key = env.get(cfg.api_key_env) if cfg.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._url = cfg.base_url.rstrip("/") + "/chat/completions"
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s, read=cfg.read_timeout_s),
+            limits=httpx.Limits(max_connections=cfg.max_connections,
+                                max_keepalive_connections=cfg.max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _body(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "model": self.cfg.upstream_model}
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-streaming completion: the backend's JSON answer (``model`` set to this tier's name)."""
+        payload = self._body({**body, "stream": False})
+        payload.pop("stream_options", None)
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s):
+                resp = await self._with_retries(lambda: self._client.post(self._url, json=payload))
+                try:
+                    data = resp.json()
+                except ValueError:
+                    raise BackendError(self.tier, "bad_response", "answer is not JSON", resp.status_code) from None
+        except TimeoutError:
+            raise BackendError(self.tier, "timeout", f"no answer within {self.cfg.timeout_s:g} s") from None
+        if not (isinstance(data, dict) and isinstance(data.get("choices"), list)):
+            raise BackendError(self.tier, "bad_response", "answer has no `choices` list", resp.status_code)
+        data["model"] = self.name
+        return data
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A streaming completion: the backend's SSE chunks as dicts (``model`` set to this tier's name).
+        Connection errors and bad status raise before the first chunk; later failures raise ``stream``."""
+        payload = self._body({**body, "stream": True})
+        request = self._client.build_request("POST", self._url, json=payload)
+        resp = await self._with_retries(lambda: self._client.send(request, stream=True), stream=True)
+        try:
+            async for line in self._lines(resp):
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise BackendError(self.tier, "bad_response", "stream chunk is not JSON") from None
+                if not isinstance(chunk, dict):
+                    raise BackendError(self.tier, "bad_response", "stream chunk is not an object")
+                if "error" in chunk:
+                    raise BackendError(self.tier, "stream", f"error in stream: {_error_message(chunk)}")
+                chunk["model"] = self.name
+                yield chunk
+            raise BackendError(self.tier, "stream", "stream ended without [DONE]")
+        finally:
+            await resp.aclose()
+
+    async def _lines(self, resp: httpx.Response) -> AsyncIterator[str]:
+        try:
+            async for line in resp.aiter_lines():
+                yield line
+        except httpx.TimeoutException:
+            raise BackendError(self.tier, "timeout",
+                               f"stream stalled for {self.cfg.read_timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise BackendError(self.tier, "stream", f"stream broke: {type(exc).__name__}") from None
+
+    async def _with_retries(self, send: Any, stream: bool = False) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                resp = await send()
+            except httpx.TimeoutException:
+                err = BackendError(self.tier, "timeout", "timed out connecting or waiting for headers")
+            except httpx.HTTPError as exc:
+                err = BackendError(self.tier, "connect", f"cannot reach {self.cfg.base_url}: {type(exc).__name__}")
+            else:
+                if resp.status_code < 400:
+                    return resp
+                err = await self._status_error(resp, stream)
+                if err.client_fault:
+                    raise err
+            if attempt >= self.cfg.max_retries or err.status in (401, 403, 404):
+                raise err
+            delay = self.cfg.backoff_s * (2**attempt) * (0.5 + random.random())
+            log.info("%s backend: %s; retry %d in %.2f s", self.tier, err.reason, attempt + 1, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _status_error(self, resp: httpx.Response, stream: bool) -> BackendError:
+        try:
+            raw = await resp.aread() if stream else resp.content
+            message = _error_message(json.loads(raw))
+        except (ValueError, httpx.HTTPError):
+            message = f"HTTP {resp.status_code}"
+        finally:
+            if stream:
+                await resp.aclose()
+        code = resp.status_code
+        reason = "status_5xx" if code >= 500 else "status_4xx"
+        return BackendError(self.tier, reason, f"HTTP {code}: {message}", status=code,
+                            client_fault=code in (400, 422))
+
+
+def _error_message(data: Any) -> str:
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:500]
+        return str(err)[:500]
+    return str(data)[:500]

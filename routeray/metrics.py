@@ -1,0 +1,80 @@
+"""Every Prometheus metric of the gateway, declared once: names, help, fixed buckets, fixed tag keys.
+
+The metrics live in the ingress replica's own registry (``REGISTRY``) and are served in Prometheus' text
+format at ``GET /metrics`` on the gateway (``http://127.0.0.1:8000/metrics`` locally). Scorer replicas
+report their batch size and scoring time back with each score, so everything is recorded here, in one
+process. With several ingress replicas each one holds its own counts; Prometheus sums them when it scrapes
+every replica (k8s: scrape the pods), and a scrape through Serve's proxy reaches one replica.
+
+Names are a contract (dashboards and alerts use them): change them only with ``k8s/``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PREFIX = "routeray_"
+
+# Seconds. Scoring and overhead are milliseconds; upstream calls are seconds.
+FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class GatewayMetrics:
+    """The gateway's metrics in one registry. Tag keys: router, tier, reason, kind, target."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            f"{PREFIX}requests", "Chat completion requests by the model kind asked for and outcome.",
+            ["kind", "status"], registry=r)  # kind: router|tier ; status: ok|client_error|upstream_error
+        self.decisions = Counter(
+            f"{PREFIX}routing_decisions", "Routing decisions by router and chosen tier.",
+            ["router", "tier"], registry=r)
+        self.scoring_latency = Histogram(
+            f"{PREFIX}scoring_latency_seconds", "Time the router spent scoring the batch holding a request.",
+            ["router"], buckets=FAST_BUCKETS, registry=r)
+        self.scorer_batch_size = Histogram(
+            f"{PREFIX}scorer_batch_size", "Prompts in the scorer batch that scored a request.",
+            ["router"], buckets=BATCH_BUCKETS, registry=r)
+        self.routing_overhead = Histogram(
+            f"{PREFIX}routing_overhead_seconds",
+            "Gateway time before the backend call starts: parsing, scoring (with queueing), deciding.",
+            ["router"], buckets=FAST_BUCKETS, registry=r)
+        self.upstream_latency = Histogram(
+            f"{PREFIX}upstream_latency_seconds",
+            "Backend call time: to the full answer (non-streaming) or to the first chunk (streaming).",
+            ["tier"], buckets=UPSTREAM_BUCKETS, registry=r)
+        self.upstream_errors = Counter(
+            f"{PREFIX}upstream_errors", "Failed backend calls by tier and reason.",
+            ["tier", "reason"], registry=r)  # reason: connect|timeout|status_4xx|status_5xx|bad_response|stream
+        self.fallbacks = Counter(
+            f"{PREFIX}fallbacks", "Requests answered by another tier than decided, by from-tier and reason.",
+            ["tier", "reason"], registry=r)  # tier: the tier that failed; reason: upstream|scorer
+        self.strong_share = Gauge(
+            f"{PREFIX}strong_call_share", "Share of strong decisions over the recent decision window.",
+            ["router"], registry=r)
+        self.strong_share_target = Gauge(
+            f"{PREFIX}strong_call_share_target", "Target strong share of the last percentage-routed request.",
+            ["router"], registry=r)
+        self.threshold = Gauge(
+            f"{PREFIX}percent_threshold", "Threshold percentage routing derived from the live score window.",
+            ["router", "target"], registry=r)
+        self.tokens = Counter(
+            f"{PREFIX}tokens", "Tokens reported by the backends, by tier and kind (prompt|completion).",
+            ["tier", "kind"], registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        """The registry in Prometheus' text format, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+METRIC_NAMES = [
+    "routeray_requests_total", "routeray_routing_decisions_total", "routeray_scoring_latency_seconds",
+    "routeray_scorer_batch_size", "routeray_routing_overhead_seconds", "routeray_upstream_latency_seconds",
+    "routeray_upstream_errors_total", "routeray_fallbacks_total", "routeray_strong_call_share",
+    "routeray_strong_call_share_target", "routeray_percent_threshold", "routeray_tokens_total",
+]

@@ -7,6 +7,7 @@ from routeray.data.golden import golden_to_judgments
 from routeray.data.loader import load_data_dir
 from routeray.data.mmlu_pro import read_mmlu_pro
 from routeray.data.models import canonical_model
+from routeray.data.mt_bench import read_mt_bench
 from routeray.data.routellm_eval import read_routellm_eval_csv
 from routeray.data.routerbench import read_routerbench_csv
 from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, Judgment, PreferenceData
@@ -30,6 +31,7 @@ __all__ = [
     "read_arena_55k_csv",
     "read_arena_bench",
     "read_mmlu_pro",
+    "read_mt_bench",
     "read_routellm_eval_csv",
     "read_routerbench_csv",
     "split_by_prompt",

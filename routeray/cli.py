@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default=None, help="artifact directory (default: the router's default)")
 
     p = sub.add_parser("eval", help="evaluate routers on a benchmark in RouteLLM's layout")
-    p.add_argument("--benchmark", required=True, choices=["mmlu", "gsm8k", "mt-bench"])
+    p.add_argument("--benchmark", required=True, choices=["mmlu", "gsm8k", "mt-bench", "golden"],
+                   help="golden: --data-dir is a golden-label CSV (RouterBench, RouteLLM eval) or data folder")
     p.add_argument("--data-dir", required=True, help="folder in RouteLLM's routellm/evals layout")
     p.add_argument("--routers", nargs="+", required=True, help="router names (random is always added)")
     p.add_argument("--output", required=True, help="output folder for <benchmark>.json and .png")

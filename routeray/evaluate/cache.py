@@ -1,0 +1,98 @@
+"""Router scores on a benchmark, cached per (router fingerprint, benchmark, prompts) so re-running an
+evaluation or re-plotting costs nothing. Plain ``.npy`` files (no pickle) under
+``routeray.paths.cache_dir() / "eval_scores"``."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from routeray.errors import RouterayError
+from routeray.paths import cache_dir
+from routeray.routers.base import Router
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 256
+
+
+def prompts_digest(prompts: Sequence[str]) -> str:
+    """A short hash of the prompts, in order."""
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(p.encode("utf-8", "replace"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+class ScoreCache:
+    """One file per (router fingerprint, benchmark, prompt list)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else cache_dir() / "eval_scores"
+
+    def path(self, fingerprint: str, benchmark: str, prompts: Sequence[str]) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{fingerprint}")[:80]
+        return self.root / re.sub(r"[^A-Za-z0-9_.-]+", "_", benchmark) / f"{safe}-{prompts_digest(prompts)}.npy"
+
+    def get(self, fingerprint: str, benchmark: str, prompts: Sequence[str]) -> np.ndarray | None:
+        path = self.path(fingerprint, benchmark, prompts)
+        if not path.is_file():
+            return None
+        try:
+            scores = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable score cache %s: %s", path, exc)
+            return None
+        return scores if scores.shape == (len(prompts),) else None
+
+    def put(self, fingerprint: str, benchmark: str, prompts: Sequence[str], scores: np.ndarray) -> Path:
+        path = self.path(fingerprint, benchmark, prompts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, np.asarray(scores, dtype=np.float64), allow_pickle=False)
+        tmp.replace(path)  # atomic: a concurrent reader sees the old file or the new, never half of one
+        return path
+
+
+def score_prompts(router: Router, prompts: Sequence[str], label: str = "", batch_size: int = DEFAULT_BATCH,
+                  progress: bool = True) -> np.ndarray:
+    """Score ``prompts`` in batches with a progress bar, checking the Router contract on the way."""
+    from tqdm.auto import tqdm
+
+    name = label or getattr(router, "name", type(router).__name__)
+    out = np.empty(len(prompts), dtype=np.float64)
+    with tqdm(total=len(prompts), desc=f"scoring {name}", unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(prompts), batch_size):
+            chunk = list(prompts[start:start + batch_size])
+            got = np.asarray(router.score(chunk), dtype=np.float64).reshape(-1)
+            if got.shape != (len(chunk),):
+                raise RouterayError(f"router {name!r} returned {got.size} scores for {len(chunk)} prompts")
+            out[start:start + len(chunk)] = got
+            bar.update(len(chunk))
+    bad = ~np.isfinite(out) | (out < 0) | (out > 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise RouterayError(f"router {name!r} returned score {out[i]!r} for prompt {i}; scores must be in [0, 1]")
+    return out
+
+
+def cached_scores(router: Router, benchmark: str, prompts: Sequence[str], cache: ScoreCache | None,
+                  label: str = "", progress: bool = True) -> np.ndarray:
+    """The router's scores on ``prompts``, from ``cache`` when there (``cache=None``: always recompute)."""
+    fp = router.fingerprint
+    if cache is not None:
+        hit = cache.get(fp, benchmark, prompts)
+        if hit is not None:
+            log.info("%s on %s: scores from cache %s", label or fp, benchmark, cache.path(fp, benchmark, prompts))
+            return hit
+    scores = score_prompts(router, prompts, label=label, progress=progress)
+    if cache is not None:
+        cache.put(fp, benchmark, prompts, scores)
+    return scores

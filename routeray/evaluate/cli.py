@@ -1,0 +1,60 @@
+"""``routeray eval``: the arguments are parsed in :mod:`routeray.cli`; this runs them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from routeray.errors import ArtifactError
+from routeray.evaluate.benchmarks import load_benchmark, load_golden
+from routeray.evaluate.cache import ScoreCache
+from routeray.evaluate.cost import Prices
+from routeray.evaluate.runner import evaluate_benchmark, summary_table
+from routeray.routers.base import Router
+
+log = logging.getLogger(__name__)
+
+
+def load_routers(names: list[str], artifacts: str | None) -> dict[str, Router]:
+    """Load each named router (``random`` is the baseline and added by the evaluation itself).
+
+    With ``artifacts``, router ``<name>`` comes from ``<artifacts>/<name>``; without, from its default."""
+    from routeray.routers.registry import get_router_class, load_router
+
+    routers: dict[str, Router] = {}
+    for name in dict.fromkeys(names):
+        if name == "random":
+            continue
+        artifact = None
+        if artifacts is not None and getattr(get_router_class(name), "needs_artifact", True):
+            artifact = Path(artifacts) / name
+            if not artifact.is_dir():
+                raise ArtifactError(f"--artifacts {artifacts}: no folder {name!r} for router {name!r} "
+                                    f"(expected one artifact folder per router)")
+        log.info("loading router %s from %s", name, artifact or "its default artifact")
+        routers[name] = load_router(name, artifact)
+    return routers
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate the routers on the benchmark and write ``<output>/<benchmark>.json`` and ``.png``."""
+    strong, weak = args.strong_model, args.weak_model
+    if args.benchmark == "golden":
+        bench = load_golden(args.data_dir, strong, weak)
+    else:
+        bench = load_benchmark(args.benchmark, args.data_dir, strong, weak)
+    prices = None
+    if args.strong_price or args.weak_price:
+        if not (args.strong_price and args.weak_price):
+            from routeray.errors import RouterayError
+
+            raise RouterayError("give both --strong-price IN OUT and --weak-price IN OUT")
+        prices = Prices(*args.strong_price, *args.weak_price)
+    routers = load_routers(args.routers, args.artifacts)
+    result = evaluate_benchmark(bench, routers, output=args.output, num_random_seeds=args.num_random_seeds,
+                                prices=prices, cache=None if args.no_cache else ScoreCache())
+    sys.stdout.write(summary_table(result) + "\n")
+    sys.stdout.write(f"wrote {Path(args.output) / (bench.name + '.json')} and .png\n")
+    return 0

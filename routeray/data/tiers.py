@@ -64,9 +64,13 @@ def _newton(wins: np.ndarray, games: np.ndarray, l2: float, max_iter: int, tol: 
         p = 1.0 / (1.0 + np.exp(r[None, :] - r[:, None]))  # p[i, j] = P(i beats j)
         grad = (wins - games * p).sum(axis=1) - l2 * r  # d log-likelihood / d r
         v = games * p * (1.0 - p)
-        hess = -np.diag(v.sum(axis=1)) + v - l2 * np.eye(n)
+        # The likelihood ignores a common shift of all ratings; a tiny ridge keeps the system solvable
+        # when l2 is 0, and re-centring pins the shift.
+        ridge = max(l2, 1e-9 * (1.0 + float(v.sum(axis=1).max())))
+        hess = -np.diag(v.sum(axis=1)) + v - ridge * np.eye(n)
         step = np.linalg.solve(hess, grad)
         r = r - step
+        r -= r.mean()
         if np.max(np.abs(step)) < tol:
             logger.debug("Bradley-Terry converged in %d Newton steps", it + 1)
             break

@@ -318,11 +318,16 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def load_golden(path: str | Path, strong_model: str = DEFAULT_STRONG, weak_model: str = DEFAULT_WEAK,
                 name: str = "golden") -> Benchmark:
     """A benchmark from golden-label data our importers read: a RouterBench CSV, a RouteLLM eval CSV,
-    or a folder laid out like ``../shared/data`` (every golden source under it)."""
+    an arena-hard folder (``question.jsonl`` + ``model_judgment/``), a folder of MMLU-Pro result files
+    (``<model>.jsonl``), or a folder laid out like ``../shared/data`` (every golden source under it)."""
     from routeray import data as rdata
 
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (path / "question.jsonl").is_file() and (path / "model_judgment").is_dir():
+        labels = rdata.read_arena_bench(path).golden  # arena-hard layout: grades 1-10 scaled to 0-1
+    elif path.is_dir() and any(path.glob("*.jsonl")) and not any(p.is_dir() for p in path.iterdir()):
+        labels = [g for f in sorted(path.glob("*.jsonl")) for g in rdata.read_mmlu_pro(f).golden]
+    elif path.is_dir():
         labels = rdata.load_data_dir(path).golden
     elif path.suffix == ".csv":
         with path.open(encoding="utf-8", newline="") as fh:

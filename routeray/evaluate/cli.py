@@ -17,8 +17,10 @@ from routeray.routers.base import Router
 log = logging.getLogger(__name__)
 
 
-def load_routers(names: list[str], artifacts: str | None) -> dict[str, Router]:
-    """Load each named router (``random`` is the baseline and added by the evaluation itself).
+def load_routers(names: list[str], artifacts: str | None, strong_model: str | None = None,
+                 weak_model: str | None = None) -> dict[str, Router]:
+    """Load each named router (``random`` is the baseline and added by the evaluation itself) for the
+    evaluated pair (passed as the ``strong_model``/``weak_model`` overrides routers accept).
 
     With ``artifacts``, router ``<name>`` comes from ``<artifacts>/<name>``; without, from its default."""
     from routeray.routers.registry import get_router_class, load_router
@@ -34,7 +36,8 @@ def load_routers(names: list[str], artifacts: str | None) -> dict[str, Router]:
                 raise ArtifactError(f"--artifacts {artifacts}: no folder {name!r} for router {name!r} "
                                     f"(expected one artifact folder per router)")
         log.info("loading router %s from %s", name, artifact or "its default artifact")
-        routers[name] = load_router(name, artifact)
+        pair = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
+        routers[name] = load_router(name, artifact, **pair)
     return routers
 
 
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
             raise RouterayError("give both --strong-price IN OUT and --weak-price IN OUT")
         prices = Prices(*args.strong_price, *args.weak_price)
-    routers = load_routers(args.routers, args.artifacts)
+    routers = load_routers(args.routers, args.artifacts, strong, weak)
     result = evaluate_benchmark(bench, routers, output=args.output, num_random_seeds=args.num_random_seeds,
                                 prices=prices, cache=None if args.no_cache else ScoreCache())
     sys.stdout.write(summary_table(result) + "\n")

@@ -72,13 +72,23 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def training_embeddings(router: Router) -> np.ndarray | None:
+    """The router's training-prompt embeddings: its :meth:`Router.training_embeddings` hook, else an
+    artifact tensor ``prompt_emb`` (similarity-weighted routers keep their training prompts' embeddings)."""
+    hook = getattr(router, "training_embeddings", None)
+    train = hook() if callable(hook) else None
+    if train is None:
+        tensors = getattr(getattr(router, "artifact", None), "tensors", None) or {}
+        train = tensors.get("prompt_emb")
+    return None if train is None else np.asarray(train, dtype=np.float32)
+
+
 def router_contamination(router: Router, prompts: list[str], label: str = "",
                          threshold: float = THRESHOLD, progress: bool = True) -> Contamination | None:
     """Contamination of ``prompts`` with respect to ``router``'s training prompts; ``None`` when the router
     does not say what it was trained on."""
     name = label or getattr(router, "name", type(router).__name__)
-    hook = getattr(router, "training_embeddings", None)
-    train = hook() if callable(hook) else None
+    train = training_embeddings(router)
     if train is None:
         log.info("%s: training prompts unknown; no embedding decontamination for it", name)
         return None

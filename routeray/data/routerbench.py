@@ -84,7 +84,9 @@ def read_routerbench_csv(path: str | Path, source: str | None = None) -> Prefere
         prompt = strip_few_shot(parse_prompt(rec["prompt"] or "", path, row))
         if len(prompt) < MIN_PROMPT_CHARS:
             continue
-        pid = f"{source}:{rec.get('sample_id') or prompt_hash(prompt)}"
+        # prompt_id names the file (``arc_challenge_test:<sample_id>``) so the RouterBench test files can
+        # still be told apart from the train files after loading: both share one ``source``.
+        pid = f"{path.stem}:{rec.get('sample_id') or prompt_hash(prompt)}"
         for col in models:
             score = parse_correct(rec[col] or "", path, row, col)
             if score is None:

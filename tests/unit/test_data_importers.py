@@ -108,11 +108,11 @@ def test_routerbench_list_literal_empty_cells_and_few_shot(tmp_path: Path) -> No
                     + "1,arc.2,\"['Write a function to reverse a list.']\",arc,,1.0,0.01,0.001,mixtral\n")
     data = read_routerbench_csv(path)
     assert data.sources == ["routerbench/arc_challenge"]
-    first = [g for g in data.golden if g.prompt_id == "routerbench/arc_challenge:arc.1"]
+    first = [g for g in data.golden if g.prompt_id == "arc_challenge_train:arc.1"]
     assert first[0].prompt == "Which gas do plants absorb?\nA) oxygen\nB) carbon dioxide\nAnswer:"
     assert {g.model: g.score for g in first} == {"gpt-4-1106-preview": 1.0,
                                                  "mistralai/Mixtral-8x7B-Instruct-v0.1": 0.0}
-    second = [g for g in data.golden if g.prompt_id == "routerbench/arc_challenge:arc.2"]
+    second = [g for g in data.golden if g.prompt_id == "arc_challenge_train:arc.2"]
     assert [(g.model, g.score) for g in second] == [("mistralai/Mixtral-8x7B-Instruct-v0.1", 1.0)]
 
 

@@ -101,6 +101,11 @@ def load_data_dir(path: str | Path, sources: list[str] | None = None,
     alpaca = split_annotator_weights([j for j in judgments if j.source == "alpaca_eval"])
     data.judgments = alpaca + [j for j in judgments if j.source != "alpaca_eval"]
     data.golden = [g for g in data.golden if _keep(g.source, sources) and g.model not in excluded]
+    if sources is not None:
+        found = data.sources
+        unmatched = [s for s in sources if not any(_keep(f, [s]) for f in found)]
+        if unmatched:
+            raise DataError(f"no records for source(s) {unmatched}; found {found}", root)
     logger.info("loaded %d judgments and %d golden labels from %d files under %s in %.1fs",
                 len(data.judgments), len(data.golden), len(tasks), root, time.perf_counter() - start)
     return data

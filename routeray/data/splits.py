@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -52,7 +53,9 @@ def leave_source_out(data: PreferenceData, source_prefix: str) -> tuple[Preferen
     return train, held
 
 
-def _partition(data: PreferenceData, to_second) -> tuple[PreferenceData, PreferenceData]:  # noqa: ANN001
+def _partition(data: PreferenceData,
+               to_second: Callable[[str, str], bool]) -> tuple[PreferenceData, PreferenceData]:
+    """Records for which ``to_second(prompt, source)`` holds go to the second part."""
     first, second = PreferenceData(), PreferenceData()
     for j in data.judgments:
         (second if to_second(j.prompt, j.source) else first).judgments.append(j)

@@ -53,7 +53,7 @@ def fit_ratings(judgments: Iterable[Judgment], l2: float = 1e-2, max_iter: int =
     r = _newton(wins, games, l2, max_iter, tol)
     r = r * ELO_SCALE
     r += ELO_CENTER - r.mean()
-    names = sorted(index, key=index.get)
+    names = sorted(index, key=lambda m: index[m])
     return {name: float(r[i]) for i, name in enumerate(names)}
 
 

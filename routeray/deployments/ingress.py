@@ -1,0 +1,144 @@
+"""The HTTP ingress: FastAPI glue around :class:`RoutingService`, as a Serve deployment.
+
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health``,
+``GET /metrics`` (Prometheus text format). Every error leaves as an OpenAI-shaped body; the status code is
+chosen in one place (:data:`routeray.deployments.protocol.STATUS_BY_TYPE`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from routeray.config import Config
+from routeray.deployments.backends import OpenAIBackend
+from routeray.deployments.protocol import APIError, ChatCompletionRequest
+from routeray.deployments.service import RoutingService, Score
+from routeray.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+api = FastAPI(title="routeray", description="OpenAI-compatible LLM routing gateway")
+
+
+def error_response(err: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one place an error becomes an HTTP response."""
+    return JSONResponse(err.to_dict(), status_code=err.status, headers=headers)
+
+
+@api.exception_handler(APIError)
+async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+    return error_response(exc)
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(APIError(f"invalid request: {exc.errors()[:3]}"))
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    kind = {404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}.get(
+        exc.status_code, "invalid_request_error")
+    err = APIError(str(exc.detail), type=kind)
+    return JSONResponse(err.to_dict(), status_code=exc.status_code)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error")
+    return error_response(APIError(f"internal error: {type(exc).__name__}", type="server_error"))
+
+
+def validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    """A short message and the offending parameter of a pydantic validation error."""
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{param or 'body'}: {first.get('msg', 'invalid')}{more}", param
+
+
+async def read_request(request: Request, max_bytes: int) -> ChatCompletionRequest:
+    """Read and validate a chat request body; every problem becomes a 4xx :class:`APIError`."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise APIError(f"request body of {declared} bytes exceeds the {max_bytes}-byte limit",
+                       type="request_too_large")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > max_bytes:
+            raise APIError(f"request body exceeds the {max_bytes}-byte limit", type="request_too_large")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise APIError(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError("request body must be a JSON object", code="invalid_json")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        message, param = validation_message(exc)
+        raise APIError(message, param=param, code="invalid_value") from None
+
+
+@serve.deployment(name="Gateway")
+@serve.ingress(api)
+class Gateway:
+    """The ingress replica: owns the routing service, its backend clients and the metrics registry."""
+
+    def __init__(self, config: dict[str, Any], scorers: dict[str, Any]):
+        self.cfg = Config.model_validate(config)
+        self._scorers = scorers
+        backends = {"strong": OpenAIBackend(self.cfg.strong, "strong"), "weak": OpenAIBackend(self.cfg.weak, "weak")}
+        self.metrics = GatewayMetrics()
+        self.service = RoutingService(self.cfg, self._score, backends, self.metrics)
+        log.info("gateway ready: routers %s; strong %s at %s; weak %s at %s", self.service.routers,
+                 self.cfg.strong.name, self.cfg.strong.base_url, self.cfg.weak.name, self.cfg.weak.base_url)
+
+    async def _score(self, router: str, prompt: str) -> Score:
+        value, batch, seconds = await self._scorers[router].score.remote(prompt)
+        return Score(value=value, batch_size=batch, latency_s=seconds)
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> Response:
+        started = time.perf_counter()
+        kind = "tier"
+        try:
+            req = await read_request(request, self.cfg.ingress.max_body_bytes)
+            kind = "router" if req.model.startswith("router-") else "tier"
+            decision = await self.service.decide(req, started)
+            if req.stream:
+                lines = await self.service.open_stream(req, decision)
+                self.metrics.requests.labels(kind, "ok").inc()
+                return StreamingResponse(lines, media_type="text/event-stream", headers=decision.headers())
+            data = await self.service.complete(req, decision)
+        except APIError as err:
+            status = "client_error" if err.status < 500 else "upstream_error"
+            self.metrics.requests.labels(kind, status).inc()
+            return error_response(err)
+        self.metrics.requests.labels(kind, "ok").inc()
+        return JSONResponse(data, headers=decision.headers())
+
+    @api.get("/v1/models")
+    async def list_models(self) -> JSONResponse:
+        return JSONResponse(self.service.models().model_dump())
+
+    @api.get("/health")
+    async def health(self) -> JSONResponse:
+        return JSONResponse({"status": "ok", "routers": self.service.routers,
+                             "strong": self.cfg.strong.name, "weak": self.cfg.weak.name})
+
+    @api.get("/metrics")
+    async def metrics_text(self) -> Response:
+        body, content_type = self.metrics.render()
+        return Response(body, media_type=content_type)

@@ -1,0 +1,79 @@
+"""The scorer deployment: one per configured router, holding its artifact and scoring prompts in batches.
+
+``@serve.batch`` collects concurrent requests into one ``Router.score`` call (one embedding pass per batch);
+the call itself runs in a worker thread so the replica's event loop stays free. Batch size and wait are
+set from ``user_config`` and can be changed at run time (``reconfigure``) without restarting the replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+from ray import serve
+
+from routeray.config import ScorerConfig
+
+log = logging.getLogger(__name__)
+
+
+class RouterScorer:
+    """Serve deployment class (wrapped by :func:`scorer_deployment`). ``score(prompt)`` returns
+    ``(score, batch_size, batch_seconds)``."""
+
+    def __init__(self, scorer_cfg: dict[str, Any]):
+        from routeray import load_router
+
+        self.cfg = ScorerConfig.model_validate(scorer_cfg)
+        t0 = time.perf_counter()
+        self.router = load_router(self.cfg.router, artifact=self.cfg.artifact, **self.cfg.overrides)
+        self.router.score(["warm-up"])  # first call loads lazy weights; keep it off the first request
+        log.info("scorer %s ready in %.1f s", self.cfg.router, time.perf_counter() - t0)
+        self.reconfigure({"max_batch_size": self.cfg.max_batch_size,
+                          "batch_wait_timeout_s": self.cfg.batch_wait_timeout_s})
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply ``max_batch_size`` and ``batch_wait_timeout_s`` from the deployment's user_config."""
+        if "max_batch_size" in user_config:
+            self.score.set_max_batch_size(int(user_config["max_batch_size"]))
+        if "batch_wait_timeout_s" in user_config:
+            self.score.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        log.info("scorer %s batching: %s", self.cfg.router, user_config)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def score(self, prompts: list[str]) -> list[tuple[float, int, float]]:
+        t0 = time.perf_counter()
+        scores = await asyncio.to_thread(self.router.score, prompts)
+        elapsed = time.perf_counter() - t0
+        if len(scores) != len(prompts):
+            raise RuntimeError(f"router {self.cfg.router} returned {len(scores)} scores for {len(prompts)} prompts")
+        out = []
+        for s in scores:
+            v = float(s)
+            if not math.isfinite(v):
+                raise RuntimeError(f"router {self.cfg.router} returned a non-finite score")
+            out.append((v, len(prompts), elapsed))
+        return out
+
+    def batching(self) -> dict[str, Any]:
+        """Current batching knobs (for tests and operators)."""
+        return {"max_batch_size": self.score._get_max_batch_size(),
+                "batch_wait_timeout_s": self.score._get_batch_wait_timeout_s()}
+
+
+def scorer_deployment(cfg: ScorerConfig) -> Any:
+    """The bound scorer application for one router, with its resources, batching and autoscaling."""
+    options: dict[str, Any] = {
+        "name": f"Scorer_{cfg.router}",
+        "ray_actor_options": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "user_config": {"max_batch_size": cfg.max_batch_size, "batch_wait_timeout_s": cfg.batch_wait_timeout_s},
+    }
+    if cfg.autoscaling is not None:
+        options["autoscaling_config"] = cfg.autoscaling.model_dump()
+    else:
+        options["num_replicas"] = 1
+    return serve.deployment(RouterScorer).options(**options).bind(cfg.model_dump())

@@ -57,12 +57,20 @@ def main() -> int:
     ap.add_argument("--output", default="bench/results/eval")
     ap.add_argument("--data", default=str(shared_data_dir()))
     ap.add_argument("--num-random-seeds", type=int, default=200)
+    ap.add_argument("--train-data", default=None,
+                    help="data folder the routers were trained on: decontaminate against its prompts "
+                         "(cosine >= 0.95, MiniLM) and report the benchmark-dataset similarity")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.output)
     rows = ["| set | router | APGR | random APGR 95% interval | vs random | CPT(50%) | CPT(80%) | prompts "
             "(dropped) | strong / weak quality |", "|---|---|---|---|---|---|---|---|---|"]
-    routers_cache: dict[str, dict] = {}
+    routers_cache: dict[tuple[str, str], dict] = {}
+    train_prompts = None
+    if args.train_data:
+        from routeray.data import load_data_dir
+
+        train_prompts = load_data_dir(args.train_data).prompts
     for name in args.sets:
         t0 = time.perf_counter()
         bench = load_set(name, Path(args.data))
@@ -70,7 +78,7 @@ def main() -> int:
         if pair not in routers_cache:
             routers_cache[pair] = load_routers(args.routers, args.artifacts, *pair)
         res = evaluate_benchmark(bench, routers_cache[pair], output=out, num_random_seeds=args.num_random_seeds,
-                                 cache=ScoreCache())
+                                 cache=ScoreCache(), train_prompts=train_prompts)
         rnd = res["routers"]["random"]
         lo, hi = rnd["apgr_ci"]
         for rname, r in res["routers"].items():
@@ -78,12 +86,14 @@ def main() -> int:
                         f"{r.get('vs_random', '-')} | {fmt(r['cpt50'], True)} | {fmt(r['cpt80'], True)} | "
                         f"{res['n_prompts']} ({res['n_contaminated']}) | "
                         f"{res['strong_score']:.3f} / {res['weak_score']:.3f} |")
+        sim = res["contamination"]["by_router"].get("given training prompts", {}).get("similarity")
         o = res["oracle"]
         rows.append(f"| {name} | *oracle* | {fmt(o['apgr'])} | | | {fmt(o['cpt50'], True)} | "
                     f"{fmt(o['cpt80'], True)} | | |")
         print(f"{name}: done in {time.perf_counter() - t0:.1f}s "
               f"({bench.strong_model} vs {bench.weak_model}; unknown training data for "
-              f"{res['contamination']['unknown_for'] or 'none'})", file=sys.stderr)
+              f"{res['contamination']['unknown_for'] or 'none'}; similarity to --train-data {sim})",
+              file=sys.stderr)
     table = "\n".join(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n")

@@ -103,6 +103,21 @@ def router_contamination(router: Router, prompts: list[str], label: str = "",
     return result
 
 
+def reference_contamination(prompts: list[str], train_prompts: list[str], label: str = "training data",
+                            threshold: float = THRESHOLD, progress: bool = True) -> Contamination:
+    """Contamination of ``prompts`` against a given list of training prompts, embedded with MiniLM (for
+    routers that do not expose their own training embeddings but are known to be trained on this data)."""
+    from routeray.routers.embedders import EmbeddingCache, make_embedder
+
+    cache = EmbeddingCache(make_embedder())
+    train = cache.embed(list(dict.fromkeys(train_prompts)), progress=progress, desc="embedding training prompts")
+    queries = cache.embed(prompts, progress=progress, desc="embedding benchmark prompts")
+    result = Contamination(label, max_cosine(queries, train), threshold)
+    log.info("%s: %d of %d prompts have cosine >= %.2f to it; similarity score %.3f", label,
+             result.n_contaminated, len(prompts), threshold, result.similarity)
+    return result
+
+
 def write_contaminated(path: str | Path, prompts: list[str], ids: list[str],
                        results: list[Contamination]) -> int:
     """Write the contaminated prompts in RouteLLM's ``contaminated_prompts.jsonl`` format (``eval_prompt``)

@@ -14,7 +14,13 @@ import numpy as np
 
 from routeray.evaluate.benchmarks import Benchmark
 from routeray.evaluate.cache import ScoreCache, cached_scores
-from routeray.evaluate.contamination import THRESHOLD, Contamination, router_contamination, write_contaminated
+from routeray.evaluate.contamination import (
+    THRESHOLD,
+    Contamination,
+    reference_contamination,
+    router_contamination,
+    write_contaminated,
+)
 from routeray.evaluate.cost import Prices, cost_table
 from routeray.evaluate.metrics import DEFAULT_N_POINTS, evaluate_scores, oracle_scores, random_baseline
 from routeray.routers.base import Router
@@ -27,11 +33,13 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
                        num_random_seeds: int = 100, prices: Prices | None = None,
                        cache: ScoreCache | None = None, decontaminate: bool = True,
                        contamination_threshold: float = THRESHOLD, n_points: int = DEFAULT_N_POINTS,
-                       progress: bool = True) -> dict[str, Any]:
+                       train_prompts: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate ``routers`` (name → router; ``random`` is always added as the baseline) on ``bench``.
 
-    Every router is judged on the same prompts: those no router's training data contaminates. Returns the
-    result dictionary of the output contract, and writes it (plus the plot) when ``output`` is given.
+    Every router is judged on the same prompts: those no router's training data contaminates. A router's
+    training prompts come from its :meth:`Router.training_embeddings`; ``train_prompts`` stands in for
+    routers that do not say (e.g. the data folder they are known to be trained on). Returns the result
+    dictionary of the output contract, and writes it (plus the plot) when ``output`` is given.
     """
     learned = {name: r for name, r in routers.items() if name != "random"}
     scores = {name: cached_scores(r, bench.name, bench.prompts, cache, label=name, progress=progress)
@@ -44,6 +52,9 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
                                      progress=progress)
             if c is not None:
                 found.append(c)
+        if train_prompts is not None:
+            found.append(reference_contamination(bench.prompts, train_prompts, threshold=contamination_threshold,
+                                                 label="given training prompts", progress=progress))
     dropped = np.zeros(len(bench), dtype=bool)
     for c in found:
         dropped |= c.mask
@@ -83,7 +94,8 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
             "threshold": contamination_threshold,
             "listed_in_data": bench.n_listed_contaminated,
             "by_router": {c.router: c.to_json() for c in found},
-            "unknown_for": sorted(set(learned) - {c.router for c in found}),
+            "unknown_for": [] if train_prompts is not None else sorted(set(learned) - {c.router for c in found}),
+            "given_training_prompts": None if train_prompts is None else len(set(train_prompts)),
         },
         "cost": cost_table(kept, cpts, prices),
         "sources": bench.sources,

@@ -63,3 +63,13 @@ def test_contaminated_prompts_are_dropped_and_counted(shared_data, tmp_path, mon
     assert res["contamination"]["unknown_for"] == []
     assert res["routers"]["random"]["curve"][0]["score"] == pytest.approx(res["weak_score"])
     assert res["weak_score"] == pytest.approx(np.delete(bench.weak_quality, [0, 3]).mean())
+
+
+def test_given_training_prompts_decontaminate_routers_that_do_not_say(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ROUTERAY_CACHE_DIR", str(tmp_path / "cache"))
+    bench = load_benchmark("gsm8k", shared_data / "eval_sample")
+    train = [bench.prompts[5], bench.prompts[7], "Write a haiku about the sea in autumn, please."]
+    res = evaluate_benchmark(bench, {}, num_random_seeds=10, train_prompts=train, progress=False)
+    assert res["n_contaminated"] == 2 and res["n_prompts"] == len(bench) - 2
+    assert res["contamination"]["given_training_prompts"] == 3
+    assert 0 < res["contamination"]["by_router"]["given training prompts"]["similarity"] < 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from routeray.errors import DataError
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # arena-55k responses exceed the 128 KiB default
 
 
@@ -85,3 +87,12 @@ def require_keys(obj: dict[str, Any], keys: tuple[str, ...], path: Path, row: in
 def prompt_hash(prompt: str) -> str:
     """A short stable id for a prompt text (for sources without their own ids)."""
     return hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:12]
+
+
+def clean_text(text: str) -> str:
+    """Strip, and replace lone UTF-16 surrogates (``"\\ud83d"`` escapes in scraped chat data) with U+FFFD:
+    they cannot be encoded as UTF-8, so tokenizers, SQLite caches and hashes would fail on them later."""
+    text = text.strip()
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)

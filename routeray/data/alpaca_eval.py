@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from routeray.data._io import prompt_hash, read_json, require_keys
+from routeray.data._io import clean_text, prompt_hash, read_json, require_keys
 from routeray.data.models import canonical_model
 from routeray.data.schema import MIN_PROMPT_CHARS, Judgment, PreferenceData
 from routeray.errors import DataError
@@ -57,7 +57,7 @@ def read_alpaca_eval(path: str | Path) -> PreferenceData:
         if p_a is None:
             skipped_null += 1
             continue
-        prompt = str(rec["instruction"]).strip()
+        prompt = clean_text(str(rec["instruction"]))
         if len(prompt) < MIN_PROMPT_CHARS:
             skipped_short += 1
             continue

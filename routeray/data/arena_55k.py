@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from routeray.data._io import open_csv
+from routeray.data._io import clean_text, open_csv
 from routeray.data.models import canonical_model
 from routeray.data.schema import MIN_PROMPT_CHARS, Judgment, PreferenceData
 from routeray.errors import DataError
@@ -34,7 +34,8 @@ def parse_turns(cell: str, path: Path, row: int) -> list[str]:
         turns = [turns]
     if not isinstance(turns, list):
         raise DataError(f"`prompt` must be a JSON list of turns, got {type(turns).__name__}", path, row)
-    return [str(t).strip() for t in turns if t is not None and str(t).strip()]
+    cleaned = (clean_text(str(t)) for t in turns if t is not None)
+    return [t for t in cleaned if t]
 
 
 def _flag(cell: str, path: Path, row: int, column: str) -> int:

@@ -6,7 +6,7 @@ import logging
 import math
 from pathlib import Path
 
-from routeray.data._io import iter_jsonl, require_keys
+from routeray.data._io import clean_text, iter_jsonl, require_keys
 from routeray.data.models import canonical_model
 from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, PreferenceData
 from routeray.errors import DataError
@@ -27,7 +27,7 @@ def read_questions(path: Path) -> dict[str, str]:
         first = turns[0]
         if isinstance(first, dict):  # some releases store {"content": ...}
             first = first.get("content", "")
-        questions[str(q["question_id"])] = str(first).strip()
+        questions[str(q["question_id"])] = clean_text(str(first))
     if not questions:
         raise DataError("no questions in file", path)
     return questions

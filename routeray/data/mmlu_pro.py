@@ -6,7 +6,7 @@ import logging
 import string
 from pathlib import Path
 
-from routeray.data._io import iter_jsonl, require_keys
+from routeray.data._io import clean_text, iter_jsonl, require_keys
 from routeray.data.models import canonical_model
 from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, PreferenceData
 from routeray.errors import DataError
@@ -43,7 +43,7 @@ def read_mmlu_pro(path: str | Path, by_category: bool = True) -> PreferenceData:
         pred = rec["pred"]
         if pred is None:
             null_preds += 1
-        prompt = format_mmlu_prompt(str(rec["question"]), options)
+        prompt = clean_text(format_mmlu_prompt(str(rec["question"]), options))
         if len(prompt) < MIN_PROMPT_CHARS:
             continue
         category = str(rec.get("category") or "").strip().replace(" ", "_")

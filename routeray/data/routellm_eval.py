@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from routeray.data._io import open_csv, prompt_hash
+from routeray.data._io import clean_text, open_csv, prompt_hash
 from routeray.data.models import canonical_model
 from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, PreferenceData
 from routeray.errors import DataError
@@ -35,7 +35,7 @@ def read_routellm_eval_csv(path: str | Path, source: str | None = None) -> Prefe
     n_rows = 0
     for row, rec in rows:
         n_rows += 1
-        prompt = (rec["prompt"] or "").strip()
+        prompt = clean_text(rec["prompt"] or "")
         if len(prompt) < MIN_PROMPT_CHARS:
             continue
         for col in models:

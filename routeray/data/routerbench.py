@@ -7,7 +7,7 @@ import logging
 import re
 from pathlib import Path
 
-from routeray.data._io import open_csv, prompt_hash
+from routeray.data._io import clean_text, open_csv, prompt_hash
 from routeray.data.models import canonical_model
 from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, PreferenceData
 from routeray.errors import DataError
@@ -81,7 +81,7 @@ def read_routerbench_csv(path: str | Path, source: str | None = None) -> Prefere
     n_rows = missing = 0
     for row, rec in rows:
         n_rows += 1
-        prompt = strip_few_shot(parse_prompt(rec["prompt"] or "", path, row))
+        prompt = clean_text(strip_few_shot(parse_prompt(rec["prompt"] or "", path, row)))
         if len(prompt) < MIN_PROMPT_CHARS:
             continue
         # prompt_id names the file (``arc_challenge_test:<sample_id>``) so the RouterBench test files can

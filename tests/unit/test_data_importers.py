@@ -182,6 +182,13 @@ def test_arena_55k_real_format(tmp_path: Path) -> None:
     assert data.judgments[0].source == "arena_55k" and data.judgments[0].prompt_id == "arena_55k:30192"
 
 
+def test_arena_55k_lone_surrogate_is_replaced(tmp_path: Path) -> None:
+    prompt = '["Tell me a joke about cats \\ud83d please"]'  # a lone surrogate escape, as in scraped chats
+    data = read_arena_55k_csv(_arena_csv(tmp_path, [("1", "a", "b", prompt, "", "", "1", "0", "0")]))
+    assert data.judgments[0].prompt == "Tell me a joke about cats \ufffd please"
+    data.judgments[0].prompt.encode("utf-8")
+
+
 def test_arena_55k_errors(tmp_path: Path) -> None:
     ok = json.dumps(["What is the capital of Australia?"])
     path = _arena_csv(tmp_path, [("1", "a", "b", ok, "", "", "1", "1", "0")])

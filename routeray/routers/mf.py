@@ -1,0 +1,127 @@
+"""Matrix-factorisation router (RouteLLM paper, section 4.1.2).
+
+A model ``m`` answering prompt ``q`` gets the score ``s(m, q) = w2ᵀ (v_m ⊙ (W1ᵀ e_q + b))`` with a learned
+unit vector ``v_m`` per model, a projection ``W1, b`` of the frozen prompt embedding ``e_q`` and a
+classifier ``w2``; ``P(strong wins) = σ(s(strong, q) − s(weak, q))``. For a fixed pair that difference is
+linear in ``e_q``, so scoring a batch is one matrix-vector product after the embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from routeray.artifacts import Artifact, load_artifact
+from routeray.routers.base import Router
+from routeray.routers.embedders import Embedder, check_embedder, make_embedder
+
+log = logging.getLogger(__name__)
+
+
+def _canonical(name: str) -> str:
+    try:
+        from routeray.data.models import canonical_model
+    except ImportError:  # the data layer is optional at inference
+        return name.strip()
+    return canonical_model(name)
+
+
+class ModelResolver:
+    """Maps any model name to one the artifact knows, by configuration, never raising a KeyError.
+
+    Order: the name itself, its canonical spelling, ``model_aliases`` (artifact config, then overrides),
+    a case-insensitive match, and finally the artifact's trained strong or weak model (with a warning),
+    so an unseen strong model is treated like the strongest trained one and likewise for weak.
+    """
+
+    def __init__(self, known: Sequence[str], aliases: Mapping[str, str] | None = None):
+        self.known = list(known)
+        self._pos = {m: i for i, m in enumerate(self.known)}
+        self._lower = {m.lower(): m for m in self.known}
+        self.aliases = {str(k): str(v) for k, v in (aliases or {}).items()}
+
+    def resolve(self, name: str, fallback: str) -> str:
+        for candidate in self._candidates(name):
+            if candidate in self._pos:
+                return candidate
+            if candidate.lower() in self._lower:
+                return self._lower[candidate.lower()]
+        log.warning("model %r is unknown to this router and has no alias; treating it as %r", name, fallback)
+        return fallback
+
+    def _candidates(self, name: str) -> list[str]:
+        out = [name, _canonical(name)]
+        for c in list(out):
+            if c in self.aliases:
+                target = self.aliases[c]
+                out.extend([target, _canonical(target)])
+        return out
+
+    def index(self, name: str, fallback: str) -> int:
+        return self._pos[self.resolve(name, fallback)]
+
+
+def pair_direction(tensors: Mapping[str, np.ndarray], i_strong: int, i_weak: int) -> tuple[np.ndarray, float]:
+    """``(u, c)`` with ``s(strong, q) − s(weak, q) = u · e_q + c`` for the learned tensors."""
+    v = tensors["model_emb"].astype(np.float64)
+    w2 = tensors["classifier"].astype(np.float64)
+    diff = (v[i_strong] - v[i_weak]) * w2  # (d,)
+    u = tensors["proj_weight"].astype(np.float64) @ diff  # (D, d) @ (d,) -> (D,)
+    c = float(tensors["proj_bias"].astype(np.float64) @ diff)
+    return u, c
+
+
+class MFRouter(Router):
+    """Scores prompts with a trained matrix-factorisation model for one (strong, weak) pair."""
+
+    name: ClassVar[str] = "mf"
+
+    def __init__(self, artifact: Artifact, embedder: Embedder, strong_model: str | None = None,
+                 weak_model: str | None = None, model_aliases: Mapping[str, str] | None = None):
+        cfg = artifact.config
+        self.artifact = artifact
+        self.embedder = embedder
+        self.models: list[str] = list(cfg["models"])
+        aliases = dict(cfg.get("model_aliases", {}))
+        aliases.update(model_aliases or {})
+        self.resolver = ModelResolver(self.models, aliases)
+        trained_strong, trained_weak = cfg["strong_model"], cfg["weak_model"]
+        self.strong_model = strong_model or trained_strong
+        self.weak_model = weak_model or trained_weak
+        i_s = self.resolver.index(self.strong_model, trained_strong)
+        i_w = self.resolver.index(self.weak_model, trained_weak)
+        self._u, self._c = pair_direction(artifact.tensors, i_s, i_w)
+        self._fingerprint = f"mf-{artifact.fingerprint}-{self.strong_model}-{self.weak_model}"
+
+    @classmethod
+    def load(cls, artifact_dir: Path | None, **overrides: Any) -> MFRouter:
+        """Overrides: ``strong_model``, ``weak_model``, ``model_aliases``, ``embedder`` (an Embedder),
+        ``embedder_options`` (for :func:`make_embedder`)."""
+        if artifact_dir is None:
+            from routeray.errors import ArtifactError
+
+            raise ArtifactError("the mf router needs a trained artifact")
+        artifact = load_artifact(artifact_dir, expect_router=cls.name)
+        embedder = overrides.get("embedder") or make_embedder(artifact.embedder,
+                                                              **overrides.get("embedder_options", {}))
+        check_embedder(embedder, artifact.embedder, artifact_dir)
+        return cls(artifact, embedder, strong_model=overrides.get("strong_model"),
+                   weak_model=overrides.get("weak_model"), model_aliases=overrides.get("model_aliases"))
+
+    def score_embeddings(self, emb: np.ndarray) -> np.ndarray:
+        """P(strong wins) from precomputed prompt embeddings ``(n, D)``."""
+        logits = np.asarray(emb, dtype=np.float64) @ self._u + self._c
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        if len(prompts) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return self.score_embeddings(self.embedder.embed(list(prompts)))
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint

@@ -1,0 +1,262 @@
+"""What every trainer shares: configuration, judgments as arrays, source weighting, prompt embeddings,
+and validation on golden labels (APGR against the random router's interval)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routeray.data.schema import GoldenLabel, Judgment, PreferenceData
+from routeray.errors import DataError, RouterayError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STRONG = "gpt-4-1106-preview"
+DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+BALANCE_MODES = ("none", "prompt", "equal")
+
+# score_fn(prompts, strong_model, weak_model) -> P(strong wins) per prompt
+ScoreFn = Callable[[Sequence[str], str, str], np.ndarray]
+
+
+def source_group(source: str) -> str:
+    """``routerbench/mbpp`` -> ``routerbench``; ``mmlu_pro/math`` -> ``mmlu_pro``."""
+    return source.split("/", 1)[0]
+
+
+def merge_config(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, router: str) -> dict[str, Any]:
+    """Defaults updated with ``given``; an unknown key is an error naming the known ones."""
+    out = dict(defaults)
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            raise RouterayError(f"unknown {router} hyper-parameter {key!r}; known: {', '.join(sorted(defaults))}")
+        out[key] = value
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Fix every random generator a trainer may touch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.manual_seed(seed)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: JSON when it parses (numbers, lists, dicts, true/false), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def load_config(path: str | Path | None, sets: Sequence[str] = ()) -> dict[str, Any]:
+    """Hyper-parameters from a JSON/YAML file, then ``KEY=VALUE`` overrides."""
+    config: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise DataError("config file not found", p)
+        text = p.read_text()
+        try:
+            if p.suffix in (".yaml", ".yml"):
+                import yaml
+
+                loaded = yaml.safe_load(text)
+            else:
+                loaded = json.loads(text)
+        except Exception as exc:  # yaml and json raise different types
+            raise DataError(f"cannot parse config: {exc}", p) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise DataError("config must be a mapping of hyper-parameter names to values", p)
+        config.update(loaded or {})
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RouterayError(f"--set expects KEY=VALUE, got {item!r}")
+        config[key.strip()] = parse_value(value.strip())
+    return config
+
+
+@dataclass
+class JudgmentTable:
+    """Judgments as arrays over a list of unique prompts and a list of models."""
+
+    prompts: list[str]
+    models: list[str]
+    prompt_idx: np.ndarray  # int64 (J,)
+    a_idx: np.ndarray  # int64 (J,)
+    b_idx: np.ndarray  # int64 (J,)
+    p_a: np.ndarray  # float32 (J,)
+    weight: np.ndarray  # float32 (J,)
+    group: np.ndarray  # object (J,) source group per judgment
+
+    def __len__(self) -> int:
+        return int(self.p_a.size)
+
+
+def all_judgments(data: PreferenceData) -> list[Judgment]:
+    """Pairwise judgments plus golden labels turned into judgments over every labelled model pair."""
+    from routeray.data import golden_to_judgments
+
+    out = list(data.judgments)
+    if data.golden:
+        out.extend(golden_to_judgments(data.golden))
+    return out
+
+
+def build_table(judgments: Sequence[Judgment], *, models: Sequence[str] | None = None,
+                balance: str = "prompt", source_weights: Mapping[str, float] | None = None) -> JudgmentTable:
+    """Index judgments and weight them by source.
+
+    ``balance``: ``none`` keeps each judgment's weight; ``prompt`` gives each source group a total weight
+    equal to its number of prompts (so a source with many judgments per prompt does not drown one with a
+    single judgment per prompt); ``equal`` gives every source group the same total weight.
+    ``source_weights`` multiplies a group's weight (key: ``routerbench`` or a full source name).
+    """
+    if balance not in BALANCE_MODES:
+        raise RouterayError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
+    if not judgments:
+        raise DataError("no judgments to train on (is the data directory empty?)")
+    model_list = list(models) if models is not None else sorted(
+        {j.model_a for j in judgments} | {j.model_b for j in judgments})
+    model_pos = {m: i for i, m in enumerate(model_list)}
+    prompt_pos: dict[str, int] = {}
+    n = len(judgments)
+    pi = np.empty(n, dtype=np.int64)
+    ai = np.empty(n, dtype=np.int64)
+    bi = np.empty(n, dtype=np.int64)
+    pa = np.empty(n, dtype=np.float32)
+    w = np.empty(n, dtype=np.float32)
+    groups = np.empty(n, dtype=object)
+    keep = np.ones(n, dtype=bool)
+    for k, j in enumerate(judgments):
+        if j.model_a not in model_pos or j.model_b not in model_pos or j.model_a == j.model_b:
+            keep[k] = False
+            continue
+        pi[k] = prompt_pos.setdefault(j.prompt, len(prompt_pos))
+        ai[k], bi[k] = model_pos[j.model_a], model_pos[j.model_b]
+        pa[k], w[k] = j.p_a, j.weight
+        groups[k] = source_group(j.source)
+    pi, ai, bi, pa, w, groups = pi[keep], ai[keep], bi[keep], pa[keep], w[keep], groups[keep]
+    sw = dict(source_weights or {})
+    for g in sorted(set(groups)):
+        mask = groups == g
+        total = float(w[mask].sum())
+        if total <= 0:
+            continue
+        n_prompts = len(np.unique(pi[mask]))
+        if balance == "prompt":
+            w[mask] *= n_prompts / total
+        elif balance == "equal":
+            w[mask] *= 1000.0 / total
+        w[mask] *= float(sw.get(g, 1.0))
+    # A full source name in source_weights (e.g. "routerbench/mbpp") refines its group's weight.
+    for name, factor in sw.items():
+        if "/" in name:
+            src = np.asarray([j.source for j, k in zip(judgments, keep, strict=True) if k], dtype=object)
+            w[src == name] *= float(factor)
+    prompts = [""] * len(prompt_pos)
+    for p, i in prompt_pos.items():
+        prompts[i] = p
+    return JudgmentTable(prompts, model_list, pi, ai, bi, pa, w, groups)
+
+
+def embed_texts(texts: Sequence[str], spec: Mapping[str, Any] | None, *, progress: bool = True,
+                desc: str = "embedding prompts") -> tuple[np.ndarray, dict[str, Any]]:
+    """Embeddings (float32, unit rows) through the on-disk cache, and the embedder's spec."""
+    from routeray.routers.embedders import EmbeddingCache, make_embedder
+
+    embedder = make_embedder(dict(spec) if spec else None)
+    cache = EmbeddingCache(embedder)
+    return cache.embed(list(texts), progress=progress, desc=desc), dict(embedder.spec)
+
+
+@dataclass
+class EvalSet:
+    """Golden labels of one source group for one (strong, weak) pair, aligned by prompt."""
+
+    group: str
+    strong: str
+    weak: str
+    prompts: list[str]
+    strong_q: np.ndarray
+    weak_q: np.ndarray
+
+
+def golden_eval_sets(golden: Sequence[GoldenLabel], strong: str = DEFAULT_STRONG, weak: str = DEFAULT_WEAK,
+                     min_prompts: int = 10) -> list[EvalSet]:
+    """Per source group, the prompts on which both models are labelled.
+
+    Where a group lacks the configured strong (weak) model, its best (worst) labelled model stands in,
+    e.g. MMLU-Pro has gpt-4o rather than gpt-4-1106-preview.
+    """
+    by_group: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    for g in golden:
+        by_group[source_group(g.source)][g.model].setdefault(g.prompt, []).append(g.score)
+    out: list[EvalSet] = []
+    for group in sorted(by_group):
+        per_model = by_group[group]
+        means = {m: float(np.mean([np.mean(v) for v in d.values()])) for m, d in per_model.items()}
+        s = strong if strong in per_model else max(means, key=means.__getitem__)
+        w = weak if weak in per_model else min(means, key=means.__getitem__)
+        if s == w:
+            continue
+        prompts = sorted(set(per_model[s]) & set(per_model[w]))
+        if len(prompts) < min_prompts:
+            continue
+        sq = np.asarray([np.mean(per_model[s][p]) for p in prompts])
+        wq = np.asarray([np.mean(per_model[w][p]) for p in prompts])
+        if sq.mean() == wq.mean():
+            continue
+        out.append(EvalSet(group, s, w, prompts, sq, wq))
+    return out
+
+
+def evaluate_sets(score_fn: ScoreFn, sets: Sequence[EvalSet], n_seeds: int = 50) -> dict[str, Any]:
+    """APGR of ``score_fn`` per eval set beside the random router's mean and 95 % interval."""
+    from routeray.evaluate.metrics import apgr, random_baseline
+
+    per: dict[str, Any] = {}
+    for es in sets:
+        scores = np.asarray(score_fn(es.prompts, es.strong, es.weak), dtype=np.float64)
+        rb = random_baseline(es.strong_q, es.weak_q, n_seeds=n_seeds, n_points=None)
+        per[es.group] = {
+            "apgr": apgr(scores, es.strong_q, es.weak_q),
+            "random_apgr": rb.apgr,
+            "random_apgr_ci": list(rb.apgr_ci),
+            "n_prompts": len(es.prompts),
+            "strong": es.strong,
+            "weak": es.weak,
+        }
+    mean = float(np.mean([v["apgr"] for v in per.values()])) if per else float("nan")
+    return {"mean_apgr": mean, "per_source": per}
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """A few human lines from a training report."""
+    lines = [
+        f"router {report.get('router')}: {report.get('n_train_prompts')} train / {report.get('n_val_prompts')} "
+        f"val prompts, {report.get('n_train_judgments')} train judgments, "
+        f"{report.get('seconds', 0):.1f} s",
+        f"chosen: {json.dumps(report.get('chosen', {}), sort_keys=True)}",
+    ]
+    val = report.get("validation", {})
+    for group, v in sorted(val.get("per_source", {}).items()):
+        lo, hi = v["random_apgr_ci"]
+        lines.append(f"  val {group:<14} APGR {v['apgr']:.3f}  random {v['random_apgr']:.3f} "
+                     f"[{lo:.3f}, {hi:.3f}]  n={v['n_prompts']} ({v['strong']} vs {v['weak']})")
+    if "mean_apgr" in val:
+        lines.append(f"  val mean APGR {val['mean_apgr']:.3f}")
+    return "\n".join(lines)

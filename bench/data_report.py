@@ -23,10 +23,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     data = load_data_dir(args.data_dir)
-    t_load = time.perf_counter() - t0
-    print(f"load_data_dir({args.data_dir}): {t_load:.2f} s, {len(data.judgments)} judgments, "
+    t_load, c_load = time.perf_counter() - t0, time.process_time() - c0
+    print(f"load_data_dir({args.data_dir}): {t_load:.2f} s wall ({c_load:.2f} s CPU), {len(data.judgments)} judgments, "
           f"{len(data.golden)} golden labels, {len(data.prompts)} prompts, {len(data.models)} models")
     t0 = time.perf_counter()
     fp = data.fingerprint()

@@ -8,6 +8,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ def require_keys(obj: dict[str, Any], keys: tuple[str, ...], path: Path, row: in
         raise DataError(f"missing field(s) {missing}", path, row)
 
 
+@lru_cache(maxsize=1 << 16)
 def prompt_hash(prompt: str) -> str:
     """A short stable id for a prompt text (for sources without their own ids)."""
     return hashlib.sha1(prompt.encode("utf-8")).hexdigest()[:12]

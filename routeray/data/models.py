@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 GPT4_1106 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -44,6 +45,7 @@ for _canon, _spellings in _ALIASES.items():
         _LOOKUP[_key(_s)] = _canon
 
 
+@lru_cache(maxsize=8192)  # importers call it once per record; sources use a few dozen names
 def canonical_model(name: str) -> str:
     """The canonical name of a model; unknown names come back stripped, with whitespace collapsed."""
     cleaned = re.sub(r"\s+", " ", str(name).strip())

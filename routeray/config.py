@@ -106,7 +106,9 @@ class BackendConfig(_Model):
 class EngineConfig(_Model):
     """The weak model's local vLLM engine, run by ``ray.serve.llm`` as its own Serve application."""
 
-    enabled: bool = Field(True, description="Deploy the engine with the gateway (False: weak.base_url points elsewhere).")
+    enabled: bool = Field(
+        True, description="`routeray serve` deploys the engine too. False: it runs elsewhere (a Serve config "
+        "file lists it as its own application); weak.base_url None still means this cluster's engine route.")
     app_name: str = Field("weak-engine", description="Serve application name of the engine.")
     route_prefix: str = Field("/weak", description="HTTP route of the engine's OpenAI API on Serve's proxy.")
     model_id: str = Field("SmolLM2-135M-Instruct", description="Model id the engine serves.")
@@ -186,8 +188,6 @@ class Config(_Model):
         for tier, backend in (("strong", self.strong), ("weak", self.weak)):
             if backend.name.startswith("router-") or (backend.name in reserved and backend.name != tier):
                 raise ValueError(f"{tier} tier name {backend.name!r} clashes with a reserved model name")
-        if self.weak.base_url is None and not self.engine.enabled:
-            raise ValueError("weak.base_url is required when engine.enabled is false")
         return self
 
     def local_engine_url(self) -> str:

@@ -1,0 +1,234 @@
+"""Routing without a server: a drop-in for the ``openai`` client that scores prompts locally and calls the
+two backends directly, through the same :class:`~routeray.deployments.service.RoutingService` (model-name
+parsing, decisions, percentage routing, fallbacks, backend client, metrics) as the gateway.
+
+    from routeray.sdk import Router
+    client = Router(strong={"name": "gpt-4o", "base_url": "https://api.openai.com/v1",
+                            "api_key_env": "OPENAI_API_KEY"},
+                    weak={"name": "SmolLM2-135M-Instruct", "base_url": "http://127.0.0.1:8000/weak/v1"},
+                    routers=["mf"])
+    resp = client.chat.completions.create(model="router-mf-0.116", messages=[...])
+    resp.model  # which backend answered
+
+``AsyncRouter`` is the ``openai.AsyncOpenAI`` counterpart. Responses are the ``openai`` package's own types
+(``ChatCompletion``, ``ChatCompletionChunk``); errors are ``openai.APIStatusError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import httpx
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
+from routeray.deployments.backends import OpenAIBackend
+from routeray.deployments.protocol import APIError, ChatCompletionRequest
+from routeray.deployments.service import RoutingService, Score
+from routeray.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_ERRORS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError, 401: openai.AuthenticationError, 404: openai.NotFoundError,
+    429: openai.RateLimitError,
+}
+
+
+def _as_openai_error(err: APIError) -> openai.APIStatusError:
+    cls = _ERRORS.get(err.status, openai.InternalServerError if err.status >= 500 else openai.APIStatusError)
+    response = httpx.Response(err.status, json=err.to_dict(),
+                              request=httpx.Request("POST", "routeray-sdk://chat/completions"))
+    return cls(err.message, response=response, body=err.to_dict()["error"])
+
+
+def _config(strong: BackendConfig | dict[str, Any] | None, weak: BackendConfig | dict[str, Any] | None,
+            routers: list[str | ScorerConfig | dict[str, Any]], routing: RoutingConfig | dict[str, Any] | None
+            ) -> Config:
+    scorers = [ScorerConfig(router=r) if isinstance(r, str) else ScorerConfig.model_validate(r) for r in routers]
+    args: dict[str, Any] = {"routers": scorers, "engine": EngineConfig(enabled=weak is None)}
+    if strong is not None:
+        args["strong"] = BackendConfig.model_validate(strong)
+    if weak is not None:
+        args["weak"] = BackendConfig.model_validate(weak)
+    if routing is not None:
+        args["routing"] = RoutingConfig.model_validate(routing)
+    return Config.model_validate(args).resolved()
+
+
+class _LocalScorers:
+    """Routers loaded in this process on first use; scoring runs in a worker thread."""
+
+    def __init__(self, cfg: Config):
+        self._cfgs = {r.router: r for r in cfg.routers}
+        self._routers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _router(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._routers:
+                from routeray import load_router
+
+                c = self._cfgs[name]
+                self._routers[name] = load_router(name, artifact=c.artifact, **c.overrides)
+            return self._routers[name]
+
+    async def __call__(self, router: str, prompt: str) -> Score:
+        def work() -> Score:
+            r = self._router(router)
+            t0 = time.perf_counter()
+            value = float(r.score([prompt])[0])
+            return Score(value=value, batch_size=1, latency_s=time.perf_counter() - t0)
+
+        return await asyncio.to_thread(work)
+
+
+class _AsyncCompletions:
+    def __init__(self, owner: AsyncRouter):
+        self._owner = owner
+
+    async def create(self, **kwargs: Any) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
+        """Same arguments as ``openai.AsyncOpenAI().chat.completions.create``."""
+        service = self._owner._service()
+        started = time.perf_counter()
+        kwargs = {**kwargs, **(kwargs.pop("extra_body", None) or {})}
+        for transport_only in ("extra_headers", "extra_query", "timeout"):
+            kwargs.pop(transport_only, None)
+        try:
+            req = ChatCompletionRequest.model_validate(kwargs)
+        except ValueError as exc:
+            raise _as_openai_error(APIError(f"invalid request: {exc}")) from None
+        try:
+            decision = await service.decide(req, started)
+            if req.stream:
+                lines = await service.open_stream(req, decision)
+                return _chunks(lines)
+            data = await service.complete(req, decision)
+        except APIError as err:
+            raise _as_openai_error(err) from None
+        return ChatCompletion.model_validate(data)
+
+
+async def _chunks(lines: AsyncIterator[str]) -> AsyncIterator[ChatCompletionChunk]:
+    import json
+
+    async for line in lines:
+        payload = line.removeprefix("data: ").strip()
+        if payload == "[DONE]":
+            return
+        data = json.loads(payload)
+        if "error" in data:
+            raise _as_openai_error(APIError(data["error"]["message"], type="upstream_error"))
+        yield ChatCompletionChunk.model_validate(data)
+
+
+async def _next(agen: AsyncIterator[T]) -> T:
+    return await anext(agen)
+
+
+class _Namespace:
+    def __init__(self, **kw: Any):
+        self.__dict__.update(kw)
+
+
+class AsyncRouter:
+    """Async drop-in for ``openai.AsyncOpenAI``: ``await client.chat.completions.create(...)``."""
+
+    def __init__(self, strong: BackendConfig | dict[str, Any] | None = None,
+                 weak: BackendConfig | dict[str, Any] | None = None,
+                 routers: list[str | ScorerConfig | dict[str, Any]] | None = None,
+                 routing: RoutingConfig | dict[str, Any] | None = None):
+        self.config = _config(strong, weak, routers or ["mf"], routing)
+        self.metrics = GatewayMetrics()
+        self._scorers = _LocalScorers(self.config)
+        self._services: dict[int, RoutingService] = {}
+        self.chat = _Namespace(completions=_AsyncCompletions(self))
+
+    def _service(self) -> RoutingService:
+        # httpx clients belong to one event loop: one service per loop that uses this client
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in self._services:
+            backends = {"strong": OpenAIBackend(self.config.strong, "strong"),
+                        "weak": OpenAIBackend(self.config.weak, "weak")}
+            self._services[loop_id] = RoutingService(self.config, self._scorers, backends, self.metrics)
+        return self._services[loop_id]
+
+    def models(self) -> list[str]:
+        """Model names this client accepts (an example per router, and both tiers)."""
+        backends = {"strong": _Stub(self.config.strong), "weak": _Stub(self.config.weak)}
+        service = RoutingService(self.config, self._scorers, backends, self.metrics)  # type: ignore[arg-type]
+        return [m.id for m in service.models().data]
+
+    async def close(self) -> None:
+        services, self._services = list(self._services.values()), {}
+        for s in services:
+            await s.aclose()
+
+
+class _Stub:
+    def __init__(self, cfg: BackendConfig):
+        self.cfg = cfg
+        self.name = cfg.name
+
+
+class _SyncCompletions:
+    def __init__(self, owner: Router):
+        self._owner = owner
+
+    def create(self, **kwargs: Any) -> ChatCompletion | Iterator[ChatCompletionChunk]:
+        """Same arguments as ``openai.OpenAI().chat.completions.create``."""
+        result = self._owner._run(self._owner._async.chat.completions.create(**kwargs))
+        if isinstance(result, ChatCompletion):
+            return result
+        return self._owner._iterate(result)
+
+
+class Router:
+    """Sync drop-in for ``openai.OpenAI``: ``client.chat.completions.create(model="router-mf-0.116", ...)``.
+    Runs an event loop in a background thread; call :meth:`close` (or use ``with``) when done."""
+
+    def __init__(self, strong: BackendConfig | dict[str, Any] | None = None,
+                 weak: BackendConfig | dict[str, Any] | None = None,
+                 routers: list[str | ScorerConfig | dict[str, Any]] | None = None,
+                 routing: RoutingConfig | dict[str, Any] | None = None):
+        self._async = AsyncRouter(strong, weak, routers, routing)
+        self.config = self._async.config
+        self.metrics = self._async.metrics
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="routeray-sdk", daemon=True)
+        self._thread.start()
+        self.chat = _Namespace(completions=_SyncCompletions(self))
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result()
+
+    def _iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        while True:
+            try:
+                yield self._run(_next(agen))
+            except StopAsyncIteration:
+                return
+
+    def models(self) -> list[str]:
+        return self._async.models()
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._async.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,104 @@
+"""The SDK: a drop-in for the openai client that routes locally and calls both backends directly, through
+the gateway's own RoutingService. Backends are loopback OpenAI-protocol servers (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from routeray.sdk import AsyncRouter, Router
+from tests.integration.fake_openai import FakeOpenAI
+
+MSG = [{"role": "user", "content": "hello there"}]
+FAST = {"timeout_s": 3, "read_timeout_s": 1, "connect_timeout_s": 1, "max_retries": 0}
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    strong, weak = FakeOpenAI("big").start(), FakeOpenAI("small").start()
+    yield strong, weak
+    strong.stop()
+    weak.stop()
+
+
+@pytest.fixture
+def client(servers: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[Router]:
+    strong, weak = servers
+    strong.mode = weak.mode = "ok"
+    with Router(strong={"name": "big", "base_url": strong.base_url, **FAST},
+                weak={"name": "small", "base_url": weak.base_url, **FAST}, routers=["random"]) as c:
+        yield c
+    strong.mode = weak.mode = "ok"
+
+
+def test_sync_create_routes_by_threshold(client: Router) -> None:
+    hi = client.chat.completions.create(model="router-random-0", messages=MSG)
+    lo = client.chat.completions.create(model="router-random-1", messages=MSG)
+    assert isinstance(hi, ChatCompletion) and hi.model == "big" and hi.choices[0].message.content.startswith("[big]")
+    assert lo.model == "small"
+    assert "router-random-0.5" in client.models() and "big" in client.models()
+
+
+def test_sync_stream(client: Router) -> None:
+    chunks = list(client.chat.completions.create(model="weak", messages=MSG, stream=True))
+    assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).strip() == "[small] hello there"
+
+
+def test_async_client_and_extra_body(servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    strong, weak = servers
+
+    async def go() -> list[str]:
+        c = AsyncRouter(strong={"name": "big", "base_url": strong.base_url},
+                        weak={"name": "small", "base_url": weak.base_url}, routers=["random"])
+        outs = await asyncio.gather(*[c.chat.completions.create(
+            model="router-random-0.5", messages=[{"role": "user", "content": f"q{i}"}],
+            extra_body={"top_k": 5}) for i in range(30)])
+        await c.close()
+        return [o.model for o in outs]
+
+    assert set(asyncio.run(go())) == {"big", "small"}
+    assert weak.last_body is not None and weak.last_body["top_k"] == 5
+
+
+def test_same_decisions_as_the_gateway_code(client: Router) -> None:
+    from routeray import load_router
+
+    scores = load_router("random").score([f"prompt {i}" for i in range(20)])
+    for i, s in enumerate(scores):
+        out = client.chat.completions.create(model="router-random-0.5",
+                                             messages=[{"role": "user", "content": f"prompt {i}"}])
+        assert out.model == ("big" if s >= 0.5 else "small")
+
+
+def test_strong_failure_falls_back_and_is_counted(client: Router, servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    servers[0].mode = "fail"
+    assert client.chat.completions.create(model="strong", messages=MSG).model == "small"
+    value = client.metrics.registry.get_sample_value(
+        "routeray_fallbacks_total", {"reason": "strong_error", "to_tier": "weak"})
+    assert value == 1.0
+
+
+def test_errors_are_openai_exceptions(client: Router, servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    with pytest.raises(openai.BadRequestError, match="within \\[0, 1\\]"):
+        client.chat.completions.create(model="router-random-2", messages=MSG)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="weak", messages=[])
+    servers[1].mode = "fail"
+    with pytest.raises(openai.InternalServerError, match="weak backend"):
+        client.chat.completions.create(model="weak", messages=MSG)
+
+
+def test_scorer_failure_takes_the_configured_tier(servers: tuple[FakeOpenAI, FakeOpenAI], tmp_path) -> None:
+    strong, weak = servers
+    with Router(strong={"name": "big", "base_url": strong.base_url}, weak={"name": "small", "base_url": weak.base_url},
+                routers=[{"router": "mf", "artifact": str(tmp_path / "missing")}],
+                routing={"scorer_failure_tier": "strong"}) as c:
+        out = c.chat.completions.create(model="router-mf-0.9", messages=MSG)
+        assert out.model == "big"
+        assert c.metrics.registry.get_sample_value(
+            "routeray_fallbacks_total", {"reason": "scorer_error", "to_tier": "strong"}) == 1.0

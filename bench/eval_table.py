@@ -21,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from routeray.errors import RouterayError  # noqa: E402
 from routeray.evaluate.benchmarks import load_benchmark, load_golden  # noqa: E402
 from routeray.evaluate.cache import ScoreCache  # noqa: E402
 from routeray.evaluate.cli import load_routers  # noqa: E402
@@ -77,8 +78,14 @@ def main() -> int:
         pair = (bench.strong_model, bench.weak_model)
         if pair not in routers_cache:
             routers_cache[pair] = load_routers(args.routers, args.artifacts, *pair)
-        res = evaluate_benchmark(bench, routers_cache[pair], output=out, num_random_seeds=args.num_random_seeds,
-                                 cache=ScoreCache(), train_prompts=train_prompts)
+        try:
+            res = evaluate_benchmark(bench, routers_cache[pair], output=out,
+                                     num_random_seeds=args.num_random_seeds, cache=ScoreCache(),
+                                     train_prompts=train_prompts)
+        except RouterayError as exc:  # e.g. every prompt is in a router's training data
+            rows.append(f"| {name} | - | not evaluated: {exc} | | | | | {len(bench)} | |")
+            print(f"{name}: {exc}", file=sys.stderr)
+            continue
         rnd = res["routers"]["random"]
         lo, hi = rnd["apgr_ci"]
         for rname, r in res["routers"].items():

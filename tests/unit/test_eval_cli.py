@@ -168,3 +168,14 @@ def test_golden_label_benchmark(shared_data, tmp_path):
     # RouterBench spells Mixtral "mistralai/mixtral-8x7b-chat"; the importers map it to the default pair.
     assert res["n_prompts"] > 50
     assert res["routers"]["random"]["apgr_ci"][0] < 0.5 < res["routers"]["random"]["apgr_ci"][1]
+
+
+def test_artifacts_folder_must_hold_the_router(shared_data, tmp_path, capsys):
+    rc = main(["eval", "--benchmark", "gsm8k", "--data-dir", str(shared_data / "eval_sample"),
+               "--routers", "mf", "--output", str(tmp_path / "out"), "--artifacts", str(tmp_path)])
+    assert rc == 2
+    assert "no folder 'mf'" in capsys.readouterr().err
+    rc = main(["eval", "--benchmark", "gsm8k", "--data-dir", str(tmp_path / "missing"),
+               "--routers", "random", "--output", str(tmp_path / "out")])
+    assert rc == 2
+    assert "missing: evaluation data folder not found" in capsys.readouterr().err

@@ -150,6 +150,10 @@ class SWRankingRouter(Router):
             return np.zeros(0, dtype=np.float64)
         return self.score_embeddings(self.embedder.embed(list(prompts)))
 
+    def training_embeddings(self) -> np.ndarray | None:
+        """Unit embeddings of the training prompts the router weighs (for decontamination)."""
+        return self._train_emb
+
     @property
     def fingerprint(self) -> str:
         return self._fingerprint

@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "strong_model": DEFAULT_STRONG,
     "weak_model": DEFAULT_WEAK,
     "embedder": None,  # None: the default local MiniLM
-    "model_aliases": {},
+    "model_aliases": {"gpt-4o": "gpt-4o-2024-05-13", "gpt-4": "gpt-4-0314", "gpt-3.5": "gpt-3.5-turbo-1106"},
     "val_fraction": 0.1,
     "balance": "prompt",
     "source_weights": {},
@@ -155,7 +155,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     from tqdm.auto import tqdm
 
     from routeray.data import split_by_prompt
-    from routeray.routers.mf import ModelResolver, pair_direction
+    from routeray.routers.mf import ModelResolver, pair_direction, quantise_unit_rows
 
     t0 = time.perf_counter()
     cfg = merge_config(DEFAULTS, config, "mf")
@@ -208,6 +208,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
             tensors, _, _ = _fit({**cfg, **combo}, rows(full.prompts), full, len(models), None, None, seed, bar,
                                  fixed_steps=max(step, 1))
 
+    tensors["train_prompt_emb_q8"] = quantise_unit_rows(rows(full.prompts))
     artifact_cfg = {k: v for k, v in cfg.items() if k not in ("grid", "embedder")}
     artifact_cfg.update(combo)
     artifact_cfg.update({"models": models, "steps": step, "sources": data.sources})

@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "strong_model": DEFAULT_STRONG,
     "weak_model": DEFAULT_WEAK,
     "embedder": None,
-    "model_aliases": {},
+    "model_aliases": {"gpt-4o": "gpt-4o-2024-05-13", "gpt-4": "gpt-4-0314", "gpt-3.5": "gpt-3.5-turbo-1106"},
     "val_fraction": 0.1,
     "balance": "prompt",
     "source_weights": {},

@@ -97,6 +97,10 @@ class BackendConfig(_Model):
     max_retries: int = Field(2, ge=0, le=10, description="Retries on connect errors, 429 and 5xx (before any byte).")
     backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each retry, with jitter.")
     max_connections: int = Field(256, ge=1, description="HTTP connection pool size.")
+    price_input_per_mtok: float = Field(
+        0.0, ge=0, description="USD per million prompt tokens, for the spend metrics and /stats (0: free).")
+    price_output_per_mtok: float = Field(
+        0.0, ge=0, description="USD per million completion tokens, for the spend metrics and /stats (0: free).")
 
     @property
     def upstream_model(self) -> str:
@@ -151,6 +155,9 @@ class IngressConfig(_Model):
     num_cpus: float = Field(0.0, ge=0, description="CPUs each ingress replica reserves (0 beside a CPU engine).")
     max_ongoing_requests: int = Field(1000, ge=1, description="Requests one ingress replica accepts at once.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
+    access_log: bool = Field(
+        False, description="Serve's per-request access log for apps `routeray serve` deploys (costs CPU per request)."
+    )
     log_prompts: bool = Field(False, description="Log prompt text at DEBUG (off: prompts never reach logs).")
 
 

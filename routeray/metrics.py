@@ -67,6 +67,15 @@ class GatewayMetrics:
         self.tokens = Counter(
             f"{PREFIX}tokens", "Tokens reported by the backends, by tier and kind (prompt|completion).",
             ["tier", "kind"], registry=r)
+        self.tokens_estimated = Counter(
+            f"{PREFIX}tokens_estimated", "Tokens estimated from text length for answers whose backend reported "
+            "no usage, by tier and kind.", ["tier", "kind"], registry=r)
+        self.spend = Counter(
+            f"{PREFIX}spend_dollars", "Estimated spend in USD at the configured per-token prices, by tier.",
+            ["tier"], registry=r)
+        self.spend_all_strong = Counter(
+            f"{PREFIX}spend_all_strong_dollars",
+            "USD the same tokens would have cost at the strong tier's prices (savings = this - spend).", registry=r)
 
     def render(self) -> tuple[bytes, str]:
         """The registry in Prometheus' text format, and its content type."""
@@ -78,4 +87,5 @@ METRIC_NAMES = [
     "routeray_scorer_batch_size", "routeray_routing_overhead_seconds", "routeray_upstream_latency_seconds",
     "routeray_upstream_errors_total", "routeray_fallbacks_total", "routeray_strong_call_share",
     "routeray_strong_call_share_target", "routeray_percent_threshold", "routeray_tokens_total",
+    "routeray_tokens_estimated_total", "routeray_spend_dollars_total", "routeray_spend_all_strong_dollars_total",
 ]

@@ -138,6 +138,11 @@ class Gateway:
         return JSONResponse({"status": "ok", "routers": self.service.routers,
                              "strong": self.cfg.strong.name, "weak": self.cfg.weak.name})
 
+    @api.get("/stats")
+    async def stats(self) -> JSONResponse:
+        """This replica's token and spend totals (see routeray.deployments.spend)."""
+        return JSONResponse({"spend": self.service.spend.snapshot()})
+
     @api.get("/metrics")
     async def metrics_text(self) -> Response:
         body, content_type = self.metrics.render()

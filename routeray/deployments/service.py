@@ -19,6 +19,7 @@ from routeray.config import Config, Tier
 from routeray.deployments.backends import BackendError, OpenAIBackend
 from routeray.deployments.protocol import APIError, ChatCompletionRequest, ModelCard, ModelList
 from routeray.deployments.routing import ScoreWindow, ShareTracker, Target, decide, parse_model_name
+from routeray.deployments.spend import SpendMeter, text_chars
 from routeray.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class RoutingService:
         self.score_fn = score_fn
         self.backends = backends
         self.metrics = metrics or GatewayMetrics()
+        self.spend = SpendMeter(cfg.strong, cfg.weak, self.metrics)
         self.routers = [r.router for r in cfg.routers]
         self.tier_names: dict[str, Tier] = {"strong": "strong", "weak": "weak",
                                             backends["strong"].name: "strong", backends["weak"].name: "weak"}
@@ -87,8 +89,10 @@ class RoutingService:
             for r in self.routers]
         for tier in ("strong", "weak"):
             backend = self.backends[tier]  # type: ignore[index]
-            cards.append(ModelCard(id=backend.name, routeray={"tier": tier, "alias": tier,
-                                                              "upstream_model": backend.cfg.upstream_model}))
+            cards.append(ModelCard(id=backend.name, routeray={
+                "tier": tier, "alias": tier, "upstream_model": backend.cfg.upstream_model,
+                "price_per_mtok_usd": {"input": backend.cfg.price_input_per_mtok,
+                                       "output": backend.cfg.price_output_per_mtok}}))
         return ModelList(data=cards)
 
     # ---- deciding -----------------------------------------------------------------------------------
@@ -168,7 +172,7 @@ class RoutingService:
                 self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
                 continue
             self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
-            self._count_usage(tier, data.get("usage"))
+            self._count_answer(tier, req, data)
             return data
         raise AssertionError("unreachable: _failed raises on the last tier")
 
@@ -189,17 +193,20 @@ class RoutingService:
             except StopAsyncIteration:  # pragma: no cover - stream() raises on an empty stream
                 continue
             self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
-            return self._sse(tier, first, chunks)
+            return self._sse(tier, first, chunks, req)
         raise AssertionError("unreachable: _failed raises on the last tier")
 
-    async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
-                   ) -> AsyncIterator[str]:
+    async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]],
+                   req: ChatCompletionRequest) -> AsyncIterator[str]:
+        usage, chars = None, 0
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
-                self._count_usage(tier, chunk.get("usage"))
+                usage = chunk.get("usage") or usage
+                chars += sum(text_chars((c.get("delta") or {}).get("content")) for c in chunk.get("choices") or ())
                 yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
                 chunk = await anext(chunks, None)
+            self.spend.record_answer(tier, usage, _prompt_chars(req), chars)
             yield "data: [DONE]\n\n"
         except BackendError as exc:
             # Mid-stream failure: too late to fall back; tell the client in OpenAI's in-stream error shape.
@@ -210,13 +217,16 @@ class RoutingService:
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
 
-    def _count_usage(self, tier: Tier, usage: Any) -> None:
-        if isinstance(usage, dict):
-            for kind in ("prompt", "completion"):
-                n = usage.get(f"{kind}_tokens")
-                if isinstance(n, int) and n >= 0:
-                    self.metrics.tokens.labels(tier, kind).inc(n)
+    def _count_answer(self, tier: Tier, req: ChatCompletionRequest, data: dict[str, Any]) -> None:
+        """Tokens and spend of a whole answer (from its usage, else estimated from its text)."""
+        chars = sum(text_chars((c.get("message") or {}).get("content")) for c in data.get("choices") or ()
+                    if isinstance(c, dict))
+        self.spend.record_answer(tier, data.get("usage"), _prompt_chars(req), chars)
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+
+
+def _prompt_chars(req: ChatCompletionRequest) -> int:
+    return sum(len(m.text()) for m in req.messages)

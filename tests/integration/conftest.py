@@ -58,7 +58,7 @@ def clean_ray() -> Iterator[None]:
     from routeray.deployments.cli import stop
 
     ours = _children_named("VLLM")  # taken while the process tree is intact: only what this session started
-    stop()
+    stop(before)
     deadline = time.time() + 20
     while time.time() < deadline and any(_alive(p) for p in ours):
         time.sleep(0.5)

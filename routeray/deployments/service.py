@@ -203,7 +203,8 @@ class RoutingService:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
                 usage = chunk.get("usage") or usage
-                chars += sum(text_chars((c.get("delta") or {}).get("content")) for c in chunk.get("choices") or ())
+                chars += sum(text_chars((c.get("delta") or {}).get("content")) for c in chunk.get("choices") or ()
+                             if isinstance(c, dict) and isinstance(c.get("delta") or {}, dict))
                 yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
                 chunk = await anext(chunks, None)
             self.spend.record_answer(tier, usage, _prompt_chars(req), chars)
@@ -220,7 +221,7 @@ class RoutingService:
     def _count_answer(self, tier: Tier, req: ChatCompletionRequest, data: dict[str, Any]) -> None:
         """Tokens and spend of a whole answer (from its usage, else estimated from its text)."""
         chars = sum(text_chars((c.get("message") or {}).get("content")) for c in data.get("choices") or ()
-                    if isinstance(c, dict))
+                    if isinstance(c, dict) and isinstance(c.get("message") or {}, dict))
         self.spend.record_answer(tier, data.get("usage"), _prompt_chars(req), chars)
 
     async def aclose(self) -> None:

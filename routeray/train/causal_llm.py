@@ -115,7 +115,9 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
                  "template_post": post, "model_files": weight_files_digest(model_dir),
                  "strong_model": pair.strong_model, "weak_model": pair.weak_model, "seed": seed}
     artifact = Artifact(router="causal_llm", config=saved_cfg,
-                        tensors={"label_token_ids": np.asarray(label_ids, dtype=np.int64)}, embedder=None,
+                        tensors={"label_token_ids": np.asarray(label_ids, dtype=np.int64),
+                                 "train_embeddings": neural.training_embeddings(train_ex.prompts, progress)},
+                        embedder=None,
                         data_fingerprint=fingerprint_texts(train_ex.prompts, {"targets": train_ex.targets.sum(0)}),
                         report=report)
     save_artifact(artifact, out_dir)

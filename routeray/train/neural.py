@@ -329,3 +329,14 @@ def _is_trainable(module: Any, key: str) -> bool:
         module._routeray_trainable_keys = names
         trainable = names
     return key in trainable
+
+
+def training_embeddings(prompts: Sequence[str], progress: bool) -> np.ndarray:
+    """MiniLM embeddings (float16) of the training prompts, kept in the artifact so evaluations can drop
+    benchmark prompts that are near-copies of them (:meth:`routeray.routers.base.Router.training_embeddings`)."""
+    from routeray.routers.embedders import EmbeddingCache, make_embedder
+
+    if not prompts:
+        return np.zeros((0, 384), dtype=np.float16)
+    cache = EmbeddingCache(make_embedder())
+    return cache.embed(list(prompts), progress=progress, desc="embedding training prompts").astype(np.float16)

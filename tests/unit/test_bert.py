@@ -134,6 +134,9 @@ def test_round_trip_scores_in_range_and_deterministic(tiny_artifact: Path) -> No
     assert router.score([]).shape == (0,)
     probs = router.class_probs(PROMPTS)
     assert np.allclose(probs.sum(1), 1.0)
+    emb = router.training_embeddings()
+    n_train = json.loads((tiny_artifact / "config.json").read_text())["report"]["n_train"]
+    assert emb.shape == (n_train, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-2)
 
 
 def test_load_by_name_finds_user_artifacts(tiny_artifact: Path, tmp_path: Path,

@@ -28,11 +28,12 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     **BERT_DEFAULTS,
     "base_model": None,  # a local HF causal LM folder; None: SmolLM2-135M-Instruct (routeray.local_models)
-    "train_layers": 8,
+    "train_layers": 4,
     "lr": 1e-4,
     "batch_size": 8,
     "epochs": 1,
-    "per_source_cap": 600,
+    "evals_per_epoch": 2,
+    "per_source_cap": 200,
 }
 
 

@@ -19,6 +19,11 @@ from routeray.config import Config, EngineConfig
 log = logging.getLogger(__name__)
 
 
+# Scorer batching is changed at run time through user_config; leaving it out of the ingress's init args
+# keeps such a change from restarting the ingress.
+_BATCH_KNOBS = {"routers": {"__all__": {"max_batch_size", "batch_wait_timeout_s"}}}
+
+
 def build_app(args: dict[str, Any]) -> Application:
     """The gateway application: validates ``args`` as :class:`routeray.config.Config`."""
     from routeray.deployments.ingress import Gateway
@@ -31,7 +36,7 @@ def build_app(args: dict[str, Any]) -> Application:
         num_replicas=ing.num_replicas,
         max_ongoing_requests=ing.max_ongoing_requests,
         ray_actor_options={"num_cpus": ing.num_cpus},
-    ).bind(cfg.model_dump(), scorers)
+    ).bind(cfg.model_dump(exclude=_BATCH_KNOBS), scorers)
 
 
 def engine_llm_config(engine: EngineConfig) -> Any:

@@ -17,53 +17,75 @@ from routeray.config import STRONG_URL_ENV, Config, load_config_file, local_prof
 log = logging.getLogger(__name__)
 
 
-def start(cfg: Config, ray_init: dict[str, Any] | None = None) -> Config:
-    """Start (or join) Ray, start Serve on ``cfg``'s host and port, and deploy everything; returns the
-    resolved config once every application is running."""
+def serve_applications(cfg: Config) -> list[dict[str, Any]]:
+    """The Serve config ``applications`` for ``cfg``: the same shape as ``deploy/serve_config.yaml``."""
+    logging_config = {"enable_access_log": cfg.ingress.access_log}
+    apps = []
+    if cfg.engine.enabled:
+        apps.append({"name": cfg.engine.app_name, "route_prefix": cfg.engine.route_prefix,
+                     "import_path": "routeray.deployments.app:build_engine_app",
+                     "args": cfg.engine.model_dump(mode="json"), "logging_config": logging_config})
+    apps.append({"name": cfg.app_name, "route_prefix": cfg.route_prefix,
+                 "import_path": "routeray.deployments.app:build_app",
+                 "args": cfg.model_dump(mode="json"), "logging_config": logging_config})
+    return apps
+
+
+def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None:
+    """Deploy Serve applications declaratively, as ``serve deploy`` and KubeRay do (so a later deploy that
+    only changes a deployment's ``user_config`` reconfigures running replicas in place), and wait until
+    every one is RUNNING. A failed deployment raises with Serve's message."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    from routeray.errors import RouterayError
+
+    schema = ServeDeploySchema.model_validate({"applications": applications})
+    _get_global_client().deploy_apps(schema)
+    names = [a["name"] for a in applications]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        apps = serve.status().applications
+        states = {n: apps[n].status if n in apps else "NOT_STARTED" for n in names}
+        failed = [n for n, st in states.items() if st in ("DEPLOY_FAILED", "UNHEALTHY")]
+        if failed:
+            raise RouterayError(f"Serve application {failed[0]!r} failed: {apps[failed[0]].message}")
+        if all(st == "RUNNING" for st in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise RouterayError(f"Serve applications not running after {timeout_s:.0f} s: {states}")
+        time.sleep(0.5)
+
+
+def _start_serve(cfg: Config, ray_init: dict[str, Any] | None) -> None:
     import ray
     from ray import serve
-    from ray.serve.api import RunTarget
-
-    from routeray.deployments.app import build_app, build_engine_app
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    resolved = cfg.resolved()
     if not ray.is_initialized():
         ray.init(**(ray_init or {"include_dashboard": False}))
     serve.start(http_options={"host": cfg.http_host, "port": cfg.http_port})
-    logging_config = {"enable_access_log": cfg.ingress.access_log}
-    targets = []
-    if cfg.engine.enabled:
-        targets.append(RunTarget(build_engine_app(cfg.engine.model_dump()), name=cfg.engine.app_name,
-                                 route_prefix=cfg.engine.route_prefix, logging_config=logging_config))
-    targets.append(RunTarget(build_app(cfg.model_dump()), name=cfg.app_name, route_prefix=cfg.route_prefix,
-                             logging_config=logging_config))
-    serve.run_many(targets)
+
+
+def start(cfg: Config, ray_init: dict[str, Any] | None = None) -> Config:
+    """Start (or join) Ray, start Serve on ``cfg``'s host and port, and deploy the engine and the gateway;
+    returns the resolved config once every application is running."""
+    resolved = cfg.resolved()
+    _start_serve(cfg, ray_init)
+    deploy(serve_applications(cfg))
     return resolved
 
 
 def start_serve_file(path: str, cfg: Config, ray_init: dict[str, Any] | None = None) -> Config:
-    """Deploy every application of a Serve config file (``import_path`` + ``args``), as ``serve run`` does."""
-    import importlib
-
-    import ray
+    """Deploy every application of a Serve config file (``import_path`` + ``args``), as ``serve deploy``."""
     import yaml
-    from ray import serve
-    from ray.serve.api import RunTarget
 
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
-    if not ray.is_initialized():
-        ray.init(**(ray_init or {"include_dashboard": False}))
-    serve.start(http_options={"host": cfg.http_host, "port": cfg.http_port})
-    targets = []
-    for app in data["applications"]:
-        module, _, attr = app["import_path"].replace(":", ".").rpartition(".")
-        builder = getattr(importlib.import_module(module), attr)
-        targets.append(RunTarget(builder(app.get("args") or {}), name=app["name"],
-                                 route_prefix=app.get("route_prefix", "/")))
-    serve.run_many(targets)
+    _start_serve(cfg, ray_init)
+    deploy(data["applications"])
     return cfg.resolved()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from typing import Any
 
@@ -32,8 +33,8 @@ class RouterScorer:
         self.router = load_router(self.cfg.router, artifact=self.cfg.artifact, **self.cfg.overrides)
         self.router.score(["warm-up"])  # first call loads lazy weights; keep it off the first request
         log.info("scorer %s ready in %.1f s", self.cfg.router, time.perf_counter() - t0)
-        self.reconfigure({"max_batch_size": self.cfg.max_batch_size,
-                          "batch_wait_timeout_s": self.cfg.batch_wait_timeout_s})
+        # Batching knobs arrive through user_config: Serve calls reconfigure() right after __init__ and
+        # again whenever the config's user_config changes, without restarting the replica.
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply ``max_batch_size`` and ``batch_wait_timeout_s`` from the deployment's user_config."""
@@ -59,9 +60,9 @@ class RouterScorer:
         return out
 
     def batching(self) -> dict[str, Any]:
-        """Current batching knobs (for tests and operators)."""
+        """Current batching knobs and this replica's process id (for tests and operators)."""
         return {"max_batch_size": self.score._get_max_batch_size(),
-                "batch_wait_timeout_s": self.score._get_batch_wait_timeout_s()}
+                "batch_wait_timeout_s": self.score._get_batch_wait_timeout_s(), "pid": os.getpid()}
 
 
 def scorer_deployment(cfg: ScorerConfig) -> Any:
@@ -76,4 +77,6 @@ def scorer_deployment(cfg: ScorerConfig) -> Any:
         options["autoscaling_config"] = cfg.autoscaling.model_dump()
     else:
         options["num_replicas"] = 1
-    return serve.deployment(RouterScorer).options(**options).bind(cfg.model_dump())
+    # Init args leave the batching knobs out, so changing them only reconfigures the running replicas.
+    init = cfg.model_dump(exclude={"max_batch_size", "batch_wait_timeout_s"})
+    return serve.deployment(RouterScorer).options(**options).bind(init)

@@ -21,8 +21,9 @@ MSG = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 class Env:
-    def __init__(self, url: str, strong: FakeOpenAI, weak: FakeOpenAI):
+    def __init__(self, url: str, strong: FakeOpenAI, weak: FakeOpenAI, cfg: Config):
         self.url = url
+        self.cfg = cfg
         self.strong = strong
         self.weak = weak
         self.client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
@@ -48,7 +49,7 @@ def env(clean_ray: None) -> Iterator[Env]:
         ingress={"max_body_bytes": 64_000},
     )
     start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
-    e = Env(f"http://127.0.0.1:{cfg.http_port}", strong, weak)
+    e = Env(f"http://127.0.0.1:{cfg.http_port}", strong, weak, cfg)
     yield e
     strong.stop()
     weak.stop()
@@ -238,8 +239,19 @@ def test_metrics_after_traffic(env: Env) -> None:
     assert get("routeray_upstream_errors_total", tier="strong", reason="status_5xx") >= 1
 
 
-def test_scorer_batching_is_configured(env: Env) -> None:
+def test_scorer_batching_changes_at_run_time_without_restart(env: Env) -> None:
     from ray import serve
 
+    from routeray.deployments.cli import deploy, serve_applications
+
     handle = serve.get_deployment_handle("Scorer_random", app_name="routeray")
-    assert handle.batching.remote().result() == {"max_batch_size": 32, "batch_wait_timeout_s": 0.01}
+    before = handle.batching.remote().result()
+    assert (before["max_batch_size"], before["batch_wait_timeout_s"]) == (32, 0.01)
+    # As `serve deploy` / a RayService edit would: same args, a deployment-level user_config override.
+    apps = serve_applications(env.cfg)
+    apps[-1]["deployments"] = [{"name": "Scorer_random",
+                                "user_config": {"max_batch_size": 8, "batch_wait_timeout_s": 0.002}}]
+    deploy(apps)
+    after = handle.batching.remote().result()
+    assert after == {"max_batch_size": 8, "batch_wait_timeout_s": 0.002, "pid": before["pid"]}
+    assert env.client.chat.completions.create(model="router-random-1", messages=MSG).model == "fake-weak"

@@ -108,3 +108,18 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
         load_config_file(str(bad))
     with pytest.raises(RouterayError, match="missing.yaml"):
         load_config_file(str(tmp_path / "missing.yaml"))
+
+
+def test_serve_config_and_embedded_profile_fit_serves_schema() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    from routeray.deployments.app import build_engine_app
+    from routeray.deployments.cli import serve_applications
+
+    ServeDeploySchema.model_validate(yaml.safe_load(SERVE_CONFIG.read_text()))
+    apps = serve_applications(Config())
+    assert [a["name"] for a in apps] == ["weak-engine", "routeray"]
+    ServeDeploySchema.model_validate({"applications": apps})
+    assert Config.model_validate(apps[1]["args"]) == Config()
+    engine_args = yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]["args"]
+    assert build_engine_app({**engine_args, "model_source": "/models/any"}) is not None

@@ -51,9 +51,10 @@ class SpendMeter:
     """Prices tokens per tier, records metrics, keeps running totals (thread-safe)."""
 
     def __init__(self, strong: BackendConfig, weak: BackendConfig, metrics: GatewayMetrics):
-        self.prices: dict[Tier, dict[str, float]] = {
-            tier: {"prompt": b.price_input_per_mtok / 1e6, "completion": b.price_output_per_mtok / 1e6}
-            for tier, b in (("strong", strong), ("weak", weak))}
+        def per_token(b: BackendConfig) -> dict[str, float]:
+            return {"prompt": b.price_input_per_mtok / 1e6, "completion": b.price_output_per_mtok / 1e6}
+
+        self.prices: dict[Tier, dict[str, float]] = {"strong": per_token(strong), "weak": per_token(weak)}
         self.metrics = metrics
         self._lock = threading.Lock()
         self._tokens = {t: dict.fromkeys(KINDS, 0) for t in ("strong", "weak")}

@@ -70,6 +70,20 @@ def test_real_answers_from_both_tiers(live: Live, model: str, tier: str) -> None
     assert resp.usage is not None and 0 < resp.usage.completion_tokens <= 16
 
 
+def test_mf_router_routes_real_prompts(live: Live) -> None:
+    if "mf" not in [r.router for r in live.cfg.routers]:
+        pytest.skip("no mf artifact")
+    hard = "Prove that there are infinitely many primes, then generalise to primes of the form 4k+3."
+    out = {}
+    for model in ("router-mf-0", "router-mf-1", "router-mf-50%"):
+        raw = live.client.chat.completions.with_raw_response.create(
+            model=model, max_tokens=4, messages=[{"role": "user", "content": hard}])
+        out[model] = (raw.parse().model, float(raw.headers["x-routeray-score"]))
+    assert out["router-mf-0"][0] == "strong" and out["router-mf-1"][0] == "SmolLM2-135M-Instruct"
+    assert out["router-mf-0"][1] == out["router-mf-1"][1]  # deterministic score for the same prompt
+    assert 0.0 <= out["router-mf-0"][1] <= 1.0
+
+
 def test_real_streaming(live: Live) -> None:
     chunks = list(live.client.chat.completions.create(
         model="router-random-0", messages=MSG, max_tokens=16, stream=True, stream_options={"include_usage": True}))

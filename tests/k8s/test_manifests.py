@@ -169,6 +169,7 @@ def test_cpu_head_gpu_scorers_and_engine_cpu_ingress() -> None:
     groups = _groups()
     cluster = _one("RayService")["spec"]["rayClusterConfig"]
     assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["authOptions"]["mode"] == "token"
     assert groups["head"]["rayStartParams"]["num-cpus"] == "0"
     gpus = {}
     for name, group in groups.items():

@@ -97,3 +97,31 @@ def test_dashboard_covers_the_issue() -> None:
         assert needle in titles, needle
     share = [e for t, e in queries(DASHBOARD) if t.startswith("Strong-call share")]
     assert any("routeray_strong_call_share_target" in e for e in share)
+
+
+def test_alerts_fire_on_failures_and_stay_quiet_otherwise(promtool: str) -> None:
+    """promtool's rule unit tests (tests/k8s/alerts_test.yaml): each alert on synthetic series."""
+    out = subprocess.run([promtool, "test", "rules", str(Path(__file__).with_name("alerts_test.yaml"))],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    tested = {t["alertname"] for c in yaml.safe_load(Path(__file__).with_name("alerts_test.yaml").read_text())["tests"]
+              for t in c["alert_rule_test"]}
+    assert tested == {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+
+
+def test_dashboard_layout_is_sound() -> None:
+    panels = DASHBOARD["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24, p["title"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, f"panel {p['title']!r} overlaps another"
+        cells |= mine
+        if p["type"] != "row":
+            refs = [t["refId"] for t in p["targets"]]
+            assert len(refs) == len(set(refs)) and p["datasource"]["uid"] == "${datasource}"
+    names = {v["name"] for v in DASHBOARD["templating"]["list"]}
+    assert {"datasource", "router"} <= names

@@ -163,7 +163,7 @@ async def run(args: argparse.Namespace, prompts: dict[str, list[str]]) -> tuple[
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         stats.sent += 1
-        next_at += (1.0 / args.rate) if args.even else rng.expovariate(args.rate)
+        next_at = stats.sent / args.rate if args.even else next_at + rng.expovariate(args.rate)
     send_s = time.perf_counter() - start
     if tasks:
         await asyncio.wait(tasks, timeout=args.timeout + 5)

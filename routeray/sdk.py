@@ -24,15 +24,19 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-import httpx
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
+from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig, Tier
 from routeray.deployments.backends import OpenAIBackend
 from routeray.deployments.protocol import APIError, ChatCompletionRequest
 from routeray.deployments.service import RoutingService, Score
 from routeray.metrics import GatewayMetrics
+
+try:
+    import httpx2 as _httpx  # what openai >= 3 uses
+except ImportError:  # pragma: no cover - openai 1.x/2.x use httpx
+    import httpx as _httpx  # type: ignore[no-redef]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,8 +49,9 @@ _ERRORS: dict[int, type[openai.APIStatusError]] = {
 
 def _as_openai_error(err: APIError) -> openai.APIStatusError:
     cls = _ERRORS.get(err.status, openai.InternalServerError if err.status >= 500 else openai.APIStatusError)
-    response = httpx.Response(err.status, json=err.to_dict(),
-                              request=httpx.Request("POST", "routeray-sdk://chat/completions"))
+    # openai builds its errors around its own copy of httpx (httpx2 in openai 3.x)
+    response = _httpx.Response(err.status, json=err.to_dict(),
+                               request=_httpx.Request("POST", "http://routeray-sdk/chat/completions"))
     return cls(err.message, response=response, body=err.to_dict()["error"])
 
 
@@ -138,6 +143,9 @@ class _Namespace:
     def __init__(self, **kw: Any):
         self.__dict__.update(kw)
 
+    def __getattr__(self, name: str) -> Any:  # for type checkers: attributes are set in __init__
+        raise AttributeError(name)
+
 
 class AsyncRouter:
     """Async drop-in for ``openai.AsyncOpenAI``: ``await client.chat.completions.create(...)``."""
@@ -156,8 +164,8 @@ class AsyncRouter:
         # httpx clients belong to one event loop: one service per loop that uses this client
         loop_id = id(asyncio.get_running_loop())
         if loop_id not in self._services:
-            backends = {"strong": OpenAIBackend(self.config.strong, "strong"),
-                        "weak": OpenAIBackend(self.config.weak, "weak")}
+            backends: dict[Tier, OpenAIBackend] = {"strong": OpenAIBackend(self.config.strong, "strong"),
+                                                   "weak": OpenAIBackend(self.config.weak, "weak")}
             self._services[loop_id] = RoutingService(self.config, self._scorers, backends, self.metrics)
         return self._services[loop_id]
 

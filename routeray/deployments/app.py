@@ -32,7 +32,8 @@ def build_app(args: dict[str, Any]) -> Application:
     cfg = Config.model_validate(args or {}).resolved()
     scorers = {r.router: scorer_deployment(r) for r in cfg.routers}
     ing = cfg.ingress
-    return Gateway.options(
+    gateway: Any = Gateway  # a serve.Deployment once decorated
+    return gateway.options(
         num_replicas=ing.num_replicas,
         max_ongoing_requests=ing.max_ongoing_requests,
         ray_actor_options={"num_cpus": ing.num_cpus},

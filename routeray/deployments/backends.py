@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -83,7 +83,7 @@ class OpenAIBackend:
         data["model"] = self.name
         return data
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """A streaming completion: the backend's SSE chunks as dicts (``model`` set to this tier's name).
         Connection errors and bad status raise before the first chunk; later failures raise ``stream``."""
         payload = self._body({**body, "stream": True})

@@ -42,7 +42,10 @@ def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None
     from routeray.errors import RouterayError
 
     schema = ServeDeploySchema.model_validate({"applications": applications})
-    _get_global_client().deploy_apps(schema)
+    client = _get_global_client()
+    if client is None:
+        raise RouterayError("Serve is not running: call serve.start() first")
+    client.deploy_apps(schema)
     names = [a["name"] for a in applications]
     deadline = time.monotonic() + timeout_s
     while True:

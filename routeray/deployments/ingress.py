@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from routeray.config import Config
+from routeray.config import Config, Tier
 from routeray.deployments.backends import OpenAIBackend
 from routeray.deployments.protocol import APIError, ChatCompletionRequest
 from routeray.deployments.service import RoutingService, Score
@@ -99,7 +99,8 @@ class Gateway:
     def __init__(self, config: dict[str, Any], scorers: dict[str, Any]):
         self.cfg = Config.model_validate(config)
         self._scorers = scorers
-        backends = {"strong": OpenAIBackend(self.cfg.strong, "strong"), "weak": OpenAIBackend(self.cfg.weak, "weak")}
+        backends: dict[Tier, OpenAIBackend] = {"strong": OpenAIBackend(self.cfg.strong, "strong"),
+                                               "weak": OpenAIBackend(self.cfg.weak, "weak")}
         self.metrics = GatewayMetrics()
         self.service = RoutingService(self.cfg, self._score, backends, self.metrics)
         log.info("gateway ready: routers %s; strong %s at %s; weak %s at %s", self.service.routers,

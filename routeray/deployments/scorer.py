@@ -38,10 +38,11 @@ class RouterScorer:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply ``max_batch_size`` and ``batch_wait_timeout_s`` from the deployment's user_config."""
+        batched: Any = self.score  # @serve.batch adds these setters to the method
         if "max_batch_size" in user_config:
-            self.score.set_max_batch_size(int(user_config["max_batch_size"]))
+            batched.set_max_batch_size(int(user_config["max_batch_size"]))
         if "batch_wait_timeout_s" in user_config:
-            self.score.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+            batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
         log.info("scorer %s batching: %s", self.cfg.router, user_config)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
@@ -61,8 +62,9 @@ class RouterScorer:
 
     def batching(self) -> dict[str, Any]:
         """Current batching knobs and this replica's process id (for tests and operators)."""
-        return {"max_batch_size": self.score._get_max_batch_size(),
-                "batch_wait_timeout_s": self.score._get_batch_wait_timeout_s(), "pid": os.getpid()}
+        batched: Any = self.score
+        return {"max_batch_size": batched._get_max_batch_size(),
+                "batch_wait_timeout_s": batched._get_batch_wait_timeout_s(), "pid": os.getpid()}
 
 
 def scorer_deployment(cfg: ScorerConfig) -> Any:
@@ -79,4 +81,5 @@ def scorer_deployment(cfg: ScorerConfig) -> Any:
         options["num_replicas"] = 1
     # Init args leave the batching knobs out, so changing them only reconfigures the running replicas.
     init = cfg.model_dump(exclude={"max_batch_size", "batch_wait_timeout_s"})
-    return serve.deployment(RouterScorer).options(**options).bind(init)
+    deployment: Any = serve.deployment(RouterScorer)
+    return deployment.options(**options).bind(init)

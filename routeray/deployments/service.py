@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,7 @@ class Decision:
     extra: dict[str, str] = field(default_factory=dict)
 
     def headers(self) -> dict[str, str]:
-        h = {"x-routeray-tier": self.tier}
+        h: dict[str, str] = {"x-routeray-tier": str(self.tier)}
         if self.router:
             h["x-routeray-router"] = self.router
         if self.score is not None:
@@ -196,7 +196,7 @@ class RoutingService:
             return self._sse(tier, first, chunks, req)
         raise AssertionError("unreachable: _failed raises on the last tier")
 
-    async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]],
+    async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncGenerator[dict[str, Any], None],
                    req: ChatCompletionRequest) -> AsyncIterator[str]:
         usage, chars = None, 0
         try:
@@ -216,7 +216,7 @@ class RoutingService:
             err = APIError(str(exc), type="upstream_error", code=exc.reason)
             yield f"data: {json.dumps(err.to_dict())}\n\n"
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
 
     def _count_answer(self, tier: Tier, req: ChatCompletionRequest, data: dict[str, Any]) -> None:
         """Tokens and spend of a whole answer (from its usage, else estimated from its text)."""

@@ -260,3 +260,20 @@ def format_report(report: Mapping[str, Any]) -> str:
     if "mean_apgr" in val:
         lines.append(f"  val mean APGR {val['mean_apgr']:.3f}")
     return "\n".join(lines)
+
+
+def evaluate_router_dir(router: str, artifact_dir: str | Path, golden: Sequence[GoldenLabel],
+                        strong: str = DEFAULT_STRONG, weak: str = DEFAULT_WEAK, n_seeds: int = 100,
+                        **overrides: Any) -> dict[str, Any]:
+    """Load a trained router and evaluate it on held-out golden labels, one eval set per source group
+    (the router is loaded for each set's own strong/weak pair)."""
+    from routeray.routers.registry import load_router
+
+    loaded: dict[tuple[str, str], Any] = {}
+
+    def score(prompts: Sequence[str], s: str, w: str) -> np.ndarray:
+        if (s, w) not in loaded:
+            loaded[(s, w)] = load_router(router, artifact_dir, strong_model=s, weak_model=w, **overrides)
+        return loaded[(s, w)].score(list(prompts))
+
+    return evaluate_sets(score, golden_eval_sets(golden, strong, weak), n_seeds=n_seeds)

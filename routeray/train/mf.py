@@ -129,7 +129,7 @@ def _fit(cfg: dict[str, Any], train_emb: np.ndarray, train: JudgmentTable, n_mod
         net.train(False)
         with torch.no_grad():
             vl = float(_loss(net, e_val, t_val))
-        bar.set_postfix(train=f"{float(loss):.4f}", val=f"{vl:.4f}")
+        bar.set_postfix(train=f"{float(loss.detach()):.4f}", val=f"{vl:.4f}")
         if vl < best[2] - 1e-5:
             best, bad = (net.state(), step, vl), 0
         else:

@@ -1,0 +1,140 @@
+"""The mf router's scoring, model resolution and artifact checks, on a hand-built artifact."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from routeray.artifacts import Artifact, save_artifact
+from routeray.errors import ArtifactError
+from routeray.routers.embedders import Embedder
+from routeray.routers.mf import MFRouter, ModelResolver, pair_direction, quantise_unit_rows
+
+D, K = 8, 4
+MODELS = ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1", "llama-2-70b-chat"]
+
+
+class HashEmbedder(Embedder):
+    """Deterministic unit vectors from a hash of the text: no model needed."""
+
+    def __init__(self, model: str = "hash", dim: int = D):
+        self._spec = {"kind": "local", "model": model, "dim": dim}
+
+    @property
+    def spec(self):
+        return self._spec
+
+    def embed(self, texts):
+        rows = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+            rows.append(np.random.default_rng(seed).normal(size=self._spec["dim"]))
+        x = np.asarray(rows, dtype=np.float32).reshape(len(texts), self._spec["dim"])
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture()
+def artifact_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(len(MODELS), K)).astype(np.float32)
+    tensors = {
+        "model_emb": v / np.linalg.norm(v, axis=1, keepdims=True),
+        "proj_weight": rng.normal(size=(D, K)).astype(np.float32),
+        "proj_bias": rng.normal(size=K).astype(np.float32),
+        "classifier": rng.normal(size=K).astype(np.float32),
+        "train_prompt_emb_q8": quantise_unit_rows(HashEmbedder().embed(["a training prompt", "another one"])),
+    }
+    config = {"models": MODELS, "strong_model": MODELS[0], "weak_model": MODELS[1],
+              "model_aliases": {"my-big-model": "llama-2-70b-chat"}}
+    save_artifact(Artifact("mf", config, tensors, embedder=HashEmbedder().spec), tmp_path / "mf")
+    return tmp_path / "mf"
+
+
+def reference_score(tensors, strong, weak, e):
+    """The paper's formula, written out plainly."""
+    def s(m):
+        return tensors["classifier"] @ (tensors["model_emb"][m] * (tensors["proj_weight"].T @ e + tensors["proj_bias"]))
+    return 1 / (1 + np.exp(-(s(strong) - s(weak))))
+
+
+def test_score_matches_formula_and_contract(artifact_dir):
+    router = MFRouter.load(artifact_dir, embedder=HashEmbedder())
+    prompts = ["Explain quantum tunnelling to a child.", "Write a haiku about routers.", "Sum 2+2 and explain."]
+    scores = router.score(prompts)
+    assert scores.dtype == np.float64 and scores.shape == (3,)
+    assert ((scores > 0) & (scores < 1)).all()
+    emb = HashEmbedder().embed(prompts)
+    expected = [reference_score(router.artifact.tensors, 0, 1, e.astype(np.float64)) for e in emb]
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+    # one prompt alone scores as in a batch; an empty batch is an empty array
+    np.testing.assert_allclose(router.score(prompts[1:2]), scores[1:2])
+    assert router.score([]).shape == (0,)
+
+
+def test_swapping_the_pair_mirrors_the_score(artifact_dir):
+    a = MFRouter.load(artifact_dir, embedder=HashEmbedder())
+    b = MFRouter.load(artifact_dir, embedder=HashEmbedder(), strong_model=MODELS[1], weak_model=MODELS[0])
+    prompts = ["Prove Fermat's little theorem, please."]
+    np.testing.assert_allclose(a.score(prompts) + b.score(prompts), 1.0)
+
+
+def test_unseen_models_map_by_alias_canonical_name_or_fallback(artifact_dir, caplog):
+    by_alias = MFRouter.load(artifact_dir, embedder=HashEmbedder(), strong_model="my-big-model")
+    direct = MFRouter.load(artifact_dir, embedder=HashEmbedder(), strong_model="llama-2-70b-chat")
+    p = ["Plan a three-day trip to Kyoto."]
+    np.testing.assert_allclose(by_alias.score(p), direct.score(p))
+    # other spellings of a known model resolve through canonical_model
+    spelled = MFRouter.load(artifact_dir, embedder=HashEmbedder(), strong_model="gpt4_1106_preview",
+                            weak_model="Mixtral-8x7B-Instruct-v0.1")
+    np.testing.assert_allclose(spelled.score(p), MFRouter.load(artifact_dir, embedder=HashEmbedder()).score(p))
+    # a model nobody configured falls back to the trained model of its role, with a warning, no KeyError
+    unknown = MFRouter.load(artifact_dir, embedder=HashEmbedder(), strong_model="brand-new-llm-9000")
+    np.testing.assert_allclose(unknown.score(p), MFRouter.load(artifact_dir, embedder=HashEmbedder()).score(p))
+    assert "brand-new-llm-9000" in caplog.text
+    # aliases given at load time win over nothing
+    over = MFRouter.load(artifact_dir, embedder=HashEmbedder(), strong_model="brand-new-llm-9000",
+                         model_aliases={"brand-new-llm-9000": "llama-2-70b-chat"})
+    np.testing.assert_allclose(over.score(p), direct.score(p))
+
+
+def test_resolver_is_case_insensitive():
+    r = ModelResolver(MODELS)
+    assert r.resolve("LLAMA-2-70B-CHAT", "x") == "llama-2-70b-chat"
+    assert r.resolve("nothing-like-it", MODELS[1]) == MODELS[1]
+
+
+def test_wrong_embedder_or_router_is_refused(artifact_dir):
+    with pytest.raises(ArtifactError, match="embedder"):
+        MFRouter.load(artifact_dir, embedder=HashEmbedder(model="other-encoder"))
+    with pytest.raises(ArtifactError, match="not 'sw_ranking'"):
+        from routeray.routers.sw_ranking import SWRankingRouter
+
+        SWRankingRouter.load(artifact_dir, embedder=HashEmbedder())
+    with pytest.raises(ArtifactError):
+        MFRouter.load(artifact_dir.parent / "missing", embedder=HashEmbedder())
+
+
+def test_pair_direction_is_linear_in_embedding(artifact_dir):
+    router = MFRouter.load(artifact_dir, embedder=HashEmbedder())
+    u, c = pair_direction(router.artifact.tensors, 0, 1)
+    e = HashEmbedder().embed(["x" * 20])[0].astype(np.float64)
+    logit = np.log(reference_score(router.artifact.tensors, 0, 1, e) / (1 - reference_score(router.artifact.tensors, 0, 1, e)))
+    assert u @ e + c == pytest.approx(logit, rel=1e-6)
+
+
+def test_training_embeddings_are_unit_rows(artifact_dir):
+    router = MFRouter.load(artifact_dir, embedder=HashEmbedder())
+    emb = router.training_embeddings()
+    assert emb.shape == (2, D)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(emb, HashEmbedder().embed(["a training prompt", "another one"]), atol=0.02)
+
+
+def test_default_artifact_loads_by_name():
+    import routeray
+
+    router = routeray.load_router("mf")
+    s = router.score(["What is the derivative of x^3 * sin(x)?", "hi there, how are you today?"])
+    assert s.shape == (2,) and ((s >= 0) & (s <= 1)).all()

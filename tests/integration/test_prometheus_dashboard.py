@@ -243,3 +243,13 @@ def test_gateway_metrics_pass_promtool_lint(scraped: Stack) -> None:
     text = httpx.get(f"{scraped.gateway}/metrics", timeout=10).text
     out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ray_metrics_port_scrapes_with_token_auth_on(scraped: Stack) -> None:
+    """k8s/rayservice.yaml turns on Ray's token auth; Prometheus must still read Ray's metrics port."""
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled  # no public API
+
+    up = {r["metric"]["job"]: float(r["value"][1]) for r in _results(scraped, "up")}
+    assert up == {"routeray-gateway": 1.0, "ray": 1.0}
+    if not is_token_auth_enabled():
+        pytest.skip("Ray token auth is off here (RAY_AUTH_MODE): nothing to learn about it")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
@@ -75,7 +76,7 @@ def read_prompts(path: str | Path) -> list[str]:
                 raise DataError(f"invalid JSON: {exc.msg}", p, row) from exc
             prompts.append(prompt_from_record(record, p, row))
     elif suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines inside quoted cells
         if not reader.fieldnames or "prompt" not in reader.fieldnames:
             raise DataError(f"CSV has no `prompt` column (columns: {reader.fieldnames or []})", p, 1)
         for row, rec in enumerate(reader, start=2):

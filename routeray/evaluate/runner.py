@@ -114,7 +114,7 @@ def write_outputs(result: dict[str, Any], output: Path, bench: Benchmark | None 
     json_path = output / f"{result['benchmark']}.json"
     json_path.write_text(json.dumps(result, indent=2, default=_json_default, allow_nan=False) + "\n")
     png_path = plot_result(result, output / f"{result['benchmark']}.png")
-    if bench is not None and found:
+    if bench is not None and found and any(c.n_contaminated for c in found):
         n = write_contaminated(output / f"{result['benchmark']}_contaminated_prompts.jsonl",
                                bench.prompts, bench.ids, found)
         log.info("%d contaminated prompts listed in %s", n, output)

@@ -67,6 +67,23 @@ def verify_model_dir(artifact: Artifact, expect_model_type: str | None = None) -
     return model_dir
 
 
+def check_pair(artifact: Artifact, overrides: dict[str, Any]) -> None:
+    """A router scores the pair it was trained for; asking for another pair is allowed (models of the same
+    tiers, or unseen ones mapped by configuration) but said plainly in the log, never a KeyError."""
+    from routeray.data import canonical_model
+
+    cfg = artifact.config
+    pair = artifact.report.get("pair", {})
+    for side in ("strong", "weak"):
+        asked = overrides.get(f"{side}_model")
+        if asked is None:
+            continue
+        known = pair.get(f"{side}_models") or [cfg.get(f"{side}_model")]
+        if canonical_model(asked) not in known:
+            log.warning("%s was trained for %s model(s) %s; %r is scored as one of them", artifact.path,
+                        side, known, asked)
+
+
 def predict_class_probs(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_length: int,
                         batch_size: int, device: str) -> np.ndarray:
     """``(N, 3)`` class probabilities from a sequence-classification model, in batches sorted by length."""
@@ -111,6 +128,7 @@ class BertRouter(Router):
             raise ArtifactError("the bert router needs a trained artifact directory")
         artifact = load_artifact(artifact_dir, expect_router=cls.name)
         model_dir = verify_model_dir(artifact, "bert")
+        check_pair(artifact, overrides)
         device = pick_device(overrides.get("device"))
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), dtype=torch.float32)

@@ -21,7 +21,7 @@ import numpy as np
 from routeray.artifacts import Artifact, load_artifact
 from routeray.errors import ArtifactError, RouterayError
 from routeray.routers.base import Router
-from routeray.routers.bert import verify_model_dir
+from routeray.routers.bert import check_pair, verify_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ class CausalLLMRouter(Router):
             raise ArtifactError("the causal_llm router needs a trained artifact directory")
         artifact = load_artifact(artifact_dir, expect_router=cls.name)
         model_dir = verify_model_dir(artifact)
+        check_pair(artifact, overrides)
         for key in ("template_pre", "template_post"):
             if key not in artifact.config:
                 raise ArtifactError(f"{artifact_dir}/config.json lacks {key!r}; retrain the router")

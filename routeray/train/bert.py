@@ -66,7 +66,8 @@ def base_report(pair: neural.PairSpec, train_ex: neural.PairExamples, val_ex: ne
     def by_family(ex: neural.PairExamples) -> dict[str, int]:
         return {f: ex.sources.count(f) for f in sorted(set(ex.sources))}
 
-    return {"n_train": len(train_ex), "n_val": len(val_ex), "train_sources": by_family(train_ex),
+    return {"n_train": len(train_ex), "n_val": len(val_ex), "n_train_prompts": len(train_ex),
+            "n_val_prompts": len(val_ex), "train_sources": by_family(train_ex),
             "val_sources": by_family(val_ex), "n_train_judgments": train_ex.n_judgments,
             "pair": pair.to_json()}
 

@@ -244,6 +244,12 @@ def apgr_report(scores: np.ndarray, examples: PairExamples, n_seeds: int = 100) 
     out = one(np.arange(len(examples)))
     fams = np.asarray(examples.sources)
     out["by_source"] = {f: one(np.flatnonzero(fams == f)) for f in sorted(set(examples.sources))}
+    # The same numbers in the shape routeray.train.common.format_report prints.
+    out["per_source"] = {f: {"apgr": r["apgr"], "random_apgr": r["random_apgr"], "random_apgr_ci": r["random_ci"],
+                             "n_prompts": r["n"], "strong": "strong tier", "weak": "weak tier"}
+                         for f, r in out["by_source"].items() if r.get("apgr") is not None}
+    if out["per_source"]:
+        out["mean_apgr"] = float(np.mean([r["apgr"] for r in out["per_source"].values()]))
     return out
 
 

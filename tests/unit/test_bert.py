@@ -182,3 +182,12 @@ def test_minilm_bert_beats_random_on_heldout_prompts(shared_data: Path, tmp_path
     base = random_baseline(sq, wq, n_seeds=100, n_points=None)
     got = apgr(scores, sq, wq)
     assert got > base.apgr_ci[1], f"held-out APGR {got:.3f} is inside random's interval {base.apgr_ci}"
+
+
+def test_another_pair_is_scored_with_a_warning_not_an_error(tiny_artifact: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        router = routeray.load_router("bert", str(tiny_artifact), strong_model="never-seen-model",
+                                      weak_model=WEAK)
+    assert router.score(PROMPTS[:1]).shape == (1,)
+    assert "never-seen-model" in caplog.text

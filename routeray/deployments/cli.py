@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -127,7 +126,10 @@ def stop(shm_before: set[str] | None = None) -> None:
     from ray import serve
 
     try:
-        serve.shutdown()
+        if ray.is_initialized():  # serve.shutdown() would otherwise start a new Ray just to stop it
+            serve.shutdown()
+    except Exception as exc:  # noqa: BLE001 - shutting down: report and go on to stop Ray
+        log.warning("serve.shutdown failed: %s", exc)
     finally:
         ray.shutdown()
     if shm_before is not None:
@@ -138,34 +140,46 @@ def stop(shm_before: set[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``routeray serve [--config file] [--host H] [--port P]``."""
+    """Entry point of ``routeray serve [--config file] [--host H] [--port P]``: Ctrl-C (or SIGTERM) at any
+    point, start-up included, shuts Serve and Ray down before exiting."""
     cfg = load_config_file(args.config) if args.config else local_profile()
     cfg = cfg.model_copy(update={"http_host": args.host, "http_port": args.port})
     t0 = time.perf_counter()
     shm_before = shm_segments()
-    if args.config and _is_serve_file(args.config):
-        resolved = start_serve_file(args.config, cfg)  # every application in the file, engine included
-    else:
-        resolved = start(cfg)
+    _interrupt_on_signals()  # also when SIGINT was inherited as "ignored" (a background job)
+    try:
+        if args.config and _is_serve_file(args.config):
+            resolved = start_serve_file(args.config, cfg)  # every application in the file, engine included
+        else:
+            resolved = start(cfg)
+        _interrupt_on_signals()  # ray.init installs its own SIGTERM handler
+        print(_ready_message(cfg, resolved, time.perf_counter() - t0), flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let shutdown finish
+        print("shutting down…", file=sys.stderr, flush=True)
+        stop(shm_before)
+    return 0
+
+
+def _interrupt_on_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+
+
+def _ready_message(cfg: Config, resolved: Config, seconds: float) -> str:
     url = f"http://{cfg.http_host}:{cfg.http_port}{cfg.route_prefix.rstrip('/')}"
     strong = (f"{resolved.strong.base_url} (model {resolved.strong.upstream_model})"
               if os.environ.get(STRONG_URL_ENV) or cfg.strong.base_url
               else f"the LOCAL weak engine (no {STRONG_URL_ENV} set): both tiers are {resolved.weak.upstream_model}")
-    lines = [
-        f"routeray gateway ready in {time.perf_counter() - t0:.0f} s at {url}/v1  (OpenAI API)",
+    return "\n".join([
+        f"routeray gateway ready in {seconds:.0f} s at {url}/v1  (OpenAI API)",
         f"  routers: {', '.join(r.router for r in cfg.routers)}  -> model=router-<router>-<threshold>",
         f"  weak tier:   {resolved.weak.name} at {resolved.weak.base_url}",
         f"  strong tier: {resolved.strong.name} = {strong}",
         f"  metrics:     {url}/metrics   health: {url}/health",
         "Ctrl-C to stop.",
-    ]
-    print("\n".join(lines), flush=True)
-    done = threading.Event()
-    # Explicit handlers: a SIGINT inherited as "ignored" (background job) would otherwise never stop us.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    while not done.wait(1.0):
-        pass
-    print("shutting down…", file=sys.stderr, flush=True)
-    stop(shm_before)
-    return 0
+    ])

@@ -54,7 +54,8 @@ class ScorerConfig(_Model):
     )
     max_batch_size: int = Field(64, ge=1, le=4096, description="Most prompts scored in one batch.")
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, le=10, description="Longest a prompt waits for its batch to fill, in seconds."
+        0.0, ge=0, le=10, description="Longest a prompt waits for its batch to fill, in seconds. 0 takes what is "
+        "queued: under load batches still form while the previous batch computes, and idle requests wait for nothing.",
     )
     num_cpus: float = Field(
         0.0, ge=0, description="CPUs each scorer replica reserves (0 locally: a CPU vLLM engine reserves every core)."

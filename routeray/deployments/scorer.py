@@ -45,7 +45,7 @@ class RouterScorer:
             batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
         log.info("scorer %s batching: %s", self.cfg.router, user_config)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)  # real values come from user_config
     async def score(self, prompts: list[str]) -> list[tuple[float, int, float]]:
         t0 = time.perf_counter()
         scores = await asyncio.to_thread(self.router.score, prompts)

@@ -29,11 +29,11 @@ DEFAULTS: dict[str, Any] = {
     **BERT_DEFAULTS,
     "base_model": None,  # a local HF causal LM folder; None: SmolLM2-135M-Instruct (routeray.local_models)
     "train_layers": 4,
-    "lr": 1e-4,
+    "lr": 2e-4,
     "batch_size": 8,
     "epochs": 1,
     "evals_per_epoch": 2,
-    "per_source_cap": 60,
+    "per_source_cap": 100,
     "max_length": 128,
 }
 

@@ -183,6 +183,24 @@ def embed_texts(texts: Sequence[str], spec: Mapping[str, Any] | None, *, progres
     return cache.embed(list(texts), progress=progress, desc=desc), dict(embedder.spec)
 
 
+def cached_embedder(spec: Mapping[str, Any] | None) -> Any:
+    """An embedder that reads and fills the on-disk cache: for evaluating on datasets seen before."""
+    from routeray.routers.embedders import Embedder, EmbeddingCache, make_embedder
+
+    class _Cached(Embedder):
+        def __init__(self) -> None:
+            self.cache = EmbeddingCache(make_embedder(dict(spec) if spec else None))
+
+        @property
+        def spec(self) -> dict[str, Any]:
+            return self.cache.embedder.spec
+
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            return self.cache.embed(list(texts))
+
+    return _Cached()
+
+
 @dataclass
 class EvalSet:
     """Golden labels of one source group for one (strong, weak) pair, aligned by prompt."""
@@ -267,8 +285,11 @@ def evaluate_router_dir(router: str, artifact_dir: str | Path, golden: Sequence[
                         **overrides: Any) -> dict[str, Any]:
     """Load a trained router and evaluate it on held-out golden labels, one eval set per source group
     (the router is loaded for each set's own strong/weak pair)."""
+    from routeray.artifacts import load_artifact
     from routeray.routers.registry import load_router
 
+    if "embedder" not in overrides:
+        overrides["embedder"] = cached_embedder(load_artifact(artifact_dir).embedder)
     loaded: dict[tuple[str, str], Any] = {}
 
     def score(prompts: Sequence[str], s: str, w: str) -> np.ndarray:

@@ -38,8 +38,11 @@ class ScoreCache:
         self.root = Path(root) if root else cache_dir() / "eval_scores"
 
     def path(self, fingerprint: str, benchmark: str, prompts: Sequence[str]) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{fingerprint}")[:80]
-        return self.root / re.sub(r"[^A-Za-z0-9_.-]+", "_", benchmark) / f"{safe}-{prompts_digest(prompts)}.npy"
+        # a readable prefix, and a hash of the whole fingerprint so that long ones never collide
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", fingerprint)[:60]
+        fp_hash = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+        bench = re.sub(r"[^A-Za-z0-9_.-]+", "_", benchmark)
+        return self.root / bench / f"{safe}-{fp_hash}-{prompts_digest(prompts)}.npy"
 
     def get(self, fingerprint: str, benchmark: str, prompts: Sequence[str]) -> np.ndarray | None:
         path = self.path(fingerprint, benchmark, prompts)

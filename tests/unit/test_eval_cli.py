@@ -179,3 +179,14 @@ def test_artifacts_folder_must_hold_the_router(shared_data, tmp_path, capsys):
                "--routers", "random", "--output", str(tmp_path / "out")])
     assert rc == 2
     assert "missing: evaluation data folder not found" in capsys.readouterr().err
+
+
+def test_cache_keys_never_collide_on_long_fingerprints(tmp_path):
+    from routeray.evaluate.cache import ScoreCache
+
+    cache = ScoreCache(tmp_path)
+    prefix = "sw_ranking-" + "x" * 100
+    cache.put(prefix + "-gamma10", "mmlu", ["a prompt"], np.array([0.1]))
+    assert cache.get(prefix + "-gamma20", "mmlu", ["a prompt"]) is None
+    assert cache.get(prefix + "-gamma10", "mmlu", ["a prompt"]).tolist() == [0.1]
+    assert cache.get(prefix + "-gamma10", "mmlu", ["another prompt"]) is None

@@ -29,6 +29,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig, Tier
 from routeray.deployments.backends import OpenAIBackend
+from routeray.deployments.batching import ContinuousBatcher
 from routeray.deployments.protocol import APIError, ChatCompletionRequest
 from routeray.deployments.service import RoutingService, Score
 from routeray.metrics import GatewayMetrics
@@ -70,11 +71,13 @@ def _config(strong: BackendConfig | dict[str, Any] | None, weak: BackendConfig |
 
 
 class _LocalScorers:
-    """Routers loaded in this process on first use; scoring runs in a worker thread."""
+    """Routers loaded in this process on first use, scored through the gateway's continuous batcher
+    (concurrent calls share one ``Router.score`` call, run in a worker thread)."""
 
     def __init__(self, cfg: Config):
         self._cfgs = {r.router: r for r in cfg.routers}
         self._routers: dict[str, Any] = {}
+        self._batchers: dict[tuple[int, str], ContinuousBatcher] = {}
         self._lock = threading.Lock()
 
     def _router(self, name: str) -> Any:
@@ -87,13 +90,20 @@ class _LocalScorers:
             return self._routers[name]
 
     async def __call__(self, router: str, prompt: str) -> Score:
-        def work() -> Score:
-            r = self._router(router)
-            t0 = time.perf_counter()
-            value = float(r.score([prompt])[0])
-            return Score(value=value, batch_size=1, latency_s=time.perf_counter() - t0)
+        key = (id(asyncio.get_running_loop()), router)  # a batcher's queue belongs to one event loop
+        if key not in self._batchers:
+            loaded = await asyncio.to_thread(self._router, router)
+            c = self._cfgs[router]
+            self._batchers.setdefault(key, ContinuousBatcher(loaded.score, c.max_batch_size, c.batch_wait_timeout_s,
+                                                             name=f"router {router}"))
+        r = await self._batchers[key].submit(prompt)
+        return Score(value=r.score, batch_size=r.batch_size, latency_s=r.batch_seconds)
 
-        return await asyncio.to_thread(work)
+    async def aclose(self) -> None:
+        """Stop the batchers that run on the current event loop."""
+        loop_id = id(asyncio.get_running_loop())
+        for key in [k for k in self._batchers if k[0] == loop_id]:
+            await self._batchers.pop(key).aclose()
 
 
 class _AsyncCompletions:
@@ -179,6 +189,7 @@ class AsyncRouter:
         services, self._services = list(self._services.values()), {}
         for s in services:
             await s.aclose()
+        await self._scorers.aclose()
 
 
 class _Stub:

@@ -1,15 +1,14 @@
 """The scorer deployment: one per configured router, holding its artifact and scoring prompts in batches.
 
-``@serve.batch`` collects concurrent requests into one ``Router.score`` call (one embedding pass per batch);
-the call itself runs in a worker thread so the replica's event loop stays free. Batch size and wait are
-set from ``user_config`` and can be changed at run time (``reconfigure``) without restarting the replica.
+Concurrent requests share one ``Router.score`` call (one embedding pass per batch) through a
+:class:`~routeray.deployments.batching.ContinuousBatcher` (see there why not ``@serve.batch``); the call runs
+in a worker thread so the replica's event loop stays free. Batch size and extra wait come from
+``user_config`` and change at run time (``reconfigure``) without restarting the replica.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import os
 import time
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from ray import serve
 
 from routeray.config import ScorerConfig
+from routeray.deployments.batching import ContinuousBatcher
 
 log = logging.getLogger(__name__)
 
@@ -35,36 +35,24 @@ class RouterScorer:
         log.info("scorer %s ready in %.1f s", self.cfg.router, time.perf_counter() - t0)
         # Batching knobs arrive through user_config: Serve calls reconfigure() right after __init__ and
         # again whenever the config's user_config changes, without restarting the replica.
+        self.batcher = ContinuousBatcher(self.router.score, self.cfg.max_batch_size, self.cfg.batch_wait_timeout_s,
+                                         name=f"router {self.cfg.router}")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply ``max_batch_size`` and ``batch_wait_timeout_s`` from the deployment's user_config."""
-        batched: Any = self.score  # @serve.batch adds these setters to the method
-        if "max_batch_size" in user_config:
-            batched.set_max_batch_size(int(user_config["max_batch_size"]))
-        if "batch_wait_timeout_s" in user_config:
-            batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        self.batcher.configure(max_batch_size=user_config.get("max_batch_size"),
+                               wait_s=user_config.get("batch_wait_timeout_s"))
         log.info("scorer %s batching: %s", self.cfg.router, user_config)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)  # real values come from user_config
-    async def score(self, prompts: list[str]) -> list[tuple[float, int, float]]:
-        t0 = time.perf_counter()
-        scores = await asyncio.to_thread(self.router.score, prompts)
-        elapsed = time.perf_counter() - t0
-        if len(scores) != len(prompts):
-            raise RuntimeError(f"router {self.cfg.router} returned {len(scores)} scores for {len(prompts)} prompts")
-        out = []
-        for s in scores:
-            v = float(s)
-            if not math.isfinite(v):
-                raise RuntimeError(f"router {self.cfg.router} returned a non-finite score")
-            out.append((v, len(prompts), elapsed))
-        return out
+    async def score(self, prompt: str) -> tuple[float, int, float]:
+        """Score one prompt within the next batch."""
+        r = await self.batcher.submit(prompt)
+        return r.score, r.batch_size, r.batch_seconds
 
     def batching(self) -> dict[str, Any]:
         """Current batching knobs and this replica's process id (for tests and operators)."""
-        batched: Any = self.score
-        return {"max_batch_size": batched._get_max_batch_size(),
-                "batch_wait_timeout_s": batched._get_batch_wait_timeout_s(), "pid": os.getpid()}
+        return {"max_batch_size": self.batcher.max_batch_size, "batch_wait_timeout_s": self.batcher.wait_s,
+                "pid": os.getpid()}
 
 
 def scorer_deployment(cfg: ScorerConfig) -> Any:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Scored:
 class ContinuousBatcher:
     """Batches concurrent :meth:`submit` calls into calls of ``score_fn(prompts) -> scores``."""
 
-    def __init__(self, score_fn: Callable[[list[str]], Sequence[float]], max_batch_size: int = 64,
+    def __init__(self, score_fn: Callable[[list[str]], Iterable[float]], max_batch_size: int = 64,
                  wait_s: float = 0.0, name: str = "scorer"):
         self._fn = score_fn
         self.max_batch_size = max_batch_size

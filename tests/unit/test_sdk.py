@@ -102,3 +102,50 @@ def test_scorer_failure_takes_the_configured_tier(servers: tuple[FakeOpenAI, Fak
         assert out.model == "big"
         assert c.metrics.registry.get_sample_value(
             "routeray_fallbacks_total", {"reason": "scorer_error", "to_tier": "strong"}) == 1.0
+
+
+def test_weak_failure_falls_back_to_strong_when_configured(servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    strong, weak = servers
+    weak.mode = "fail"
+    try:
+        with Router(strong={"name": "big", "base_url": strong.base_url, **FAST},
+                    weak={"name": "small", "base_url": weak.base_url, **FAST}, routers=["random"],
+                    routing={"weak_fallback_to_strong": True}) as c:
+            assert c.chat.completions.create(model="router-random-1", messages=MSG).model == "big"
+            assert c.metrics.registry.get_sample_value(
+                "routeray_fallbacks_total", {"reason": "weak_error", "to_tier": "strong"}) == 1.0
+    finally:
+        weak.mode = "ok"
+
+
+def test_slow_scorer_times_out_to_the_default_tier(servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    import time as _time
+    from typing import ClassVar
+
+    import numpy as np
+
+    from routeray.routers.base import Router as RouterBase
+    from routeray.routers.registry import register_router
+
+    class SlowRouter(RouterBase):
+        name: ClassVar[str] = "slow_test_router"
+        needs_artifact: ClassVar[bool] = False
+
+        @classmethod
+        def load(cls, artifact_dir, **overrides):  # type: ignore[no-untyped-def]
+            return cls()
+
+        def score(self, prompts):  # type: ignore[no-untyped-def]
+            _time.sleep(1.0)
+            return np.ones(len(prompts))
+
+    from routeray.routers import registry
+
+    if SlowRouter.name not in registry._REGISTERED:
+        register_router(SlowRouter)
+    strong, weak = servers
+    with Router(strong={"name": "big", "base_url": strong.base_url}, weak={"name": "small", "base_url": weak.base_url},
+                routers=[SlowRouter.name], routing={"scorer_timeout_s": 0.2, "scorer_failure_tier": "weak"}) as c:
+        t0 = _time.monotonic()
+        out = c.chat.completions.create(model=f"router-{SlowRouter.name}-0", messages=MSG)
+        assert out.model == "small" and _time.monotonic() - t0 < 1.0

@@ -57,6 +57,10 @@ class ScorerConfig(_Model):
         0.0, ge=0, le=10, description="Longest a prompt waits for its batch to fill, in seconds. 0 takes what is "
         "queued: under load batches still form while the previous batch computes, and idle requests wait for nothing.",
     )
+    max_queue_s: float = Field(
+        5.0, gt=0, description="Prompts queued longer than this are shed, not scored (the gateway stopped "
+        "waiting after routing.scorer_timeout_s); keeps an overloaded scorer from running ever later."
+    )
     num_cpus: float = Field(
         0.0, ge=0, description="CPUs each scorer replica reserves (0 locally: a CPU vLLM engine reserves every core)."
     )

@@ -34,12 +34,14 @@ class ContinuousBatcher:
     """Batches concurrent :meth:`submit` calls into calls of ``score_fn(prompts) -> scores``."""
 
     def __init__(self, score_fn: Callable[[list[str]], Iterable[float]], max_batch_size: int = 64,
-                 wait_s: float = 0.0, name: str = "scorer"):
+                 wait_s: float = 0.0, name: str = "scorer", max_queue_s: float | None = None):
         self._fn = score_fn
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
+        # Under overload, prompts whose caller has surely given up are shed instead of scored.
+        self.max_queue_s = max_queue_s
         self.name = name
-        self._queue: asyncio.Queue[tuple[str, asyncio.Future[Scored]]] | None = None
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[Scored], float]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -62,7 +64,7 @@ class ContinuousBatcher:
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(self._queue), name=f"{self.name}-batcher")
         future: asyncio.Future[Scored] = loop.create_future()
-        self._queue.put_nowait((prompt, future))
+        self._queue.put_nowait((prompt, future, time.monotonic()))
         return await future
 
     async def aclose(self) -> None:
@@ -75,8 +77,8 @@ class ContinuousBatcher:
             except asyncio.CancelledError:
                 pass
 
-    async def _collect(self, queue: asyncio.Queue[tuple[str, asyncio.Future[Scored]]]
-                       ) -> list[tuple[str, asyncio.Future[Scored]]]:
+    async def _collect(self, queue: asyncio.Queue[tuple[str, asyncio.Future[Scored], float]]
+                       ) -> list[tuple[str, asyncio.Future[Scored], float]]:
         batch = [await queue.get()]
         deadline = time.monotonic() + self.wait_s
         while len(batch) < self.max_batch_size:
@@ -92,9 +94,22 @@ class ContinuousBatcher:
                 break
         return batch
 
-    async def _run(self, queue: asyncio.Queue[tuple[str, asyncio.Future[Scored]]]) -> None:
+    def _live(self, items: list[tuple[str, asyncio.Future[Scored], float]]) -> list[tuple[str, asyncio.Future[Scored]]]:
+        """Drop cancelled callers, and shed prompts that queued longer than ``max_queue_s``."""
+        now = time.monotonic()
+        live = []
+        for prompt, fut, queued in items:
+            if fut.done():
+                continue
+            if self.max_queue_s is not None and now - queued > self.max_queue_s:
+                fut.set_exception(TimeoutError(f"{self.name}: shed after {now - queued:.1f} s in the queue"))
+                continue
+            live.append((prompt, fut))
+        return live
+
+    async def _run(self, queue: asyncio.Queue[tuple[str, asyncio.Future[Scored], float]]) -> None:
         while True:
-            batch = [(p, f) for p, f in await self._collect(queue) if not f.done()]  # drop cancelled callers
+            batch = self._live(await self._collect(queue))
             if not batch:
                 continue
             prompts = [p for p, _ in batch]

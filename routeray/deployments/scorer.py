@@ -36,7 +36,7 @@ class RouterScorer:
         # Batching knobs arrive through user_config: Serve calls reconfigure() right after __init__ and
         # again whenever the config's user_config changes, without restarting the replica.
         self.batcher = ContinuousBatcher(self.router.score, self.cfg.max_batch_size, self.cfg.batch_wait_timeout_s,
-                                         name=f"router {self.cfg.router}")
+                                         name=f"router {self.cfg.router}", max_queue_s=self.cfg.max_queue_s)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply ``max_batch_size`` and ``batch_wait_timeout_s`` from the deployment's user_config."""

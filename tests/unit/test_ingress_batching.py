@@ -117,3 +117,17 @@ def test_cancelled_callers_are_not_scored() -> None:
 
     asyncio.run(go())
     assert fn.batches == [1, 1]
+
+
+def test_overloaded_scorer_sheds_prompts_that_waited_too_long() -> None:
+    fn = SlowScorer(per_call=0.2)
+    b = ContinuousBatcher(fn, max_batch_size=2, max_queue_s=0.1)
+
+    async def go() -> list:
+        return await asyncio.gather(*[b.submit(str(i)) for i in range(6)], return_exceptions=True)
+
+    outs = asyncio.run(go())
+    scored = [o for o in outs if not isinstance(o, BaseException)]
+    shed = [o for o in outs if isinstance(o, TimeoutError)]
+    assert len(scored) == 2 and len(shed) == 4  # the first batch ran; the rest waited 0.2 s > 0.1 s
+    assert fn.batches == [2]

@@ -31,7 +31,7 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
             ys = [p["score"] for p in r["curve"]]
             apgr = r.get("apgr")
             label = f"{name} (APGR {apgr:.3f})" if apgr is not None else name
-            style = {"color": "grey", "linestyle": ":"} if name == "random" else {}
+            style: dict[str, Any] = {"color": "grey", "linestyle": ":"} if name == "random" else {}
             ax.plot(xs, ys, label=label, linewidth=1.6, **style)
         oracle = result.get("oracle")
         if oracle:

@@ -45,7 +45,7 @@ def env(clean_ray: None) -> Iterator[Env]:
         engine=EngineConfig(enabled=False),
         strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
         weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
-        routing=RoutingConfig(percent_min_samples=20, percent_window=500),
+        routing=RoutingConfig(percent_min_samples=20, percent_window=500, scorer_timeout_s=20),  # shared CPUs
         ingress={"max_body_bytes": 64_000},
     )
     start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})

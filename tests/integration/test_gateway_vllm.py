@@ -15,7 +15,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from routeray.config import Config, EngineConfig, ScorerConfig, local_profile
+from routeray.config import Config, EngineConfig, RoutingConfig, ScorerConfig, local_profile
 from tests.integration.fake_openai import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,7 +41,8 @@ def live(clean_ray: None) -> Iterator[Live]:
     profile = local_profile()
     routers = [r.router for r in profile.routers]
     cfg = Config(http_port=free_port(), routers=[ScorerConfig(router=r) for r in routers],
-                 engine=EngineConfig(kv_cache_gib=1.0))
+                 engine=EngineConfig(kv_cache_gib=1.0),
+                 routing=RoutingConfig(scorer_timeout_s=30))  # routing asserts must not flake on a busy CPU
     t0 = time.monotonic()
     resolved = start(cfg, ray_init={"address": "local", "include_dashboard": False})
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{cfg.http_port}/v1", api_key="unused", max_retries=0)

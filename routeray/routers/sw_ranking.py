@@ -60,12 +60,13 @@ def fit_bt_batched(wins: np.ndarray, totals: np.ndarray, n_tiers: int, prior: fl
     xi = np.zeros((b, n_tiers))
     eye = np.eye(n_tiers)
     d = eye[ii] - eye[jj]  # (P, T): the pair's difference vector
+    dd = np.einsum("pt,pu->ptu", d, d).reshape(ii.size, n_tiers * n_tiers)  # Hessian as one matmul
     for _ in range(iters):
         diff = xi[:, ii] - xi[:, jj]  # (B, P)
         p = 1.0 / (1.0 + np.exp(-diff))
         grad = (wins - totals * p) @ d - prior * xi  # (B, T)
         curv = totals * p * (1.0 - p)  # (B, P)
-        hess = np.einsum("bp,pt,pu->btu", curv, d, d) + prior * eye  # negative Hessian, PD
+        hess = (curv @ dd).reshape(b, n_tiers, n_tiers) + prior * eye  # negative Hessian, PD
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
         xi = xi + step
         if np.abs(step).max() < 1e-6:

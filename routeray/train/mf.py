@@ -147,7 +147,8 @@ def _fit(cfg: dict[str, Any], train_emb: np.ndarray, train: JudgmentTable, n_mod
 def _grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     grid = cfg.get("grid") or {}
     keys = sorted(grid)
-    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+    combos: list[dict[str, Any]] = [dict(zip(keys, values, strict=True))
+                                    for values in itertools.product(*(grid[k] for k in keys))]
     return combos or [{}]
 
 

@@ -77,8 +77,9 @@ def cap_per_source(data: PreferenceData, cap: int, seed: int) -> PreferenceData:
     if cap <= 0:
         return data
     by_group: dict[str, set[str]] = {}
-    for r in [*data.judgments, *data.golden]:
-        by_group.setdefault(source_group(r.source), set()).add(r.prompt)
+    for source, prompt in [(r.source, r.prompt) for r in data.judgments] + [(g.source, g.prompt)
+                                                                            for g in data.golden]:
+        by_group.setdefault(source_group(source), set()).add(prompt)
     rng = np.random.default_rng(seed)
     keep: set[str] = set()
     for group in sorted(by_group):

@@ -122,3 +122,14 @@ def test_router_refuses_mismatched_tensors(artifact_dir):
     cfg_path.write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="tiers"):
         SWRankingRouter.load(artifact_dir, embedder=HashEmbedder(dim=8))
+
+
+def test_default_artifact_loads_by_name_and_stays_small():
+    import routeray
+    from routeray.artifacts import PACKAGED_DIR
+
+    size = sum(p.stat().st_size for p in (PACKAGED_DIR / "sw_ranking").iterdir())
+    assert size < 6_000_000
+    router = routeray.load_router("sw_ranking")
+    s = router.score(["What is the derivative of x^3 * sin(x)?", "hi there, how are you today?"])
+    assert s.shape == (2,) and ((s >= 0) & (s <= 1)).all()

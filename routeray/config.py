@@ -153,6 +153,22 @@ class RoutingConfig(_Model):
     )
 
 
+class AccessConfig(_Model):
+    """Who may call the gateway and how often. Keys come from the environment or a file, never from here."""
+
+    api_keys_env: str | None = Field(
+        None, description="Environment variable holding client API keys (comma/space separated). With this or "
+        "api_keys_file set, /v1/* and /stats need 'Authorization: Bearer <key>' (401 otherwise).")
+    api_keys_file: str | None = Field(
+        None, description="File of client API keys, one per line, each optionally followed by its own "
+        "requests-per-minute limit; '#' starts a comment.")
+    rate_limit_per_minute: float | None = Field(
+        None, gt=0, description="Chat completions per minute per key (per ingress replica); 429 with "
+        "Retry-After above it. None: unlimited. Without keys it applies to all callers together.")
+    rate_limit_burst: float | None = Field(
+        None, ge=1, description="Requests a key may send at once before the rate applies; None: one second's worth.")
+
+
 class IngressConfig(_Model):
     """The FastAPI ingress deployment."""
 
@@ -164,6 +180,7 @@ class IngressConfig(_Model):
         False, description="Serve's per-request access log for apps `routeray serve` deploys (costs CPU per request)."
     )
     log_prompts: bool = Field(False, description="Log prompt text at DEBUG (off: prompts never reach logs).")
+    access: AccessConfig = Field(default_factory=AccessConfig, description="Client API keys and rate limits.")
 
 
 class Config(_Model):

@@ -2,7 +2,10 @@
 
 Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health``,
 ``GET /metrics`` (Prometheus text format). Every error leaves as an OpenAI-shaped body; the status code is
-chosen in one place (:data:`routeray.deployments.protocol.STATUS_BY_TYPE`).
+chosen in one place (:data:`routeray.deployments.protocol.STATUS_BY_TYPE`). With client keys configured
+(:class:`routeray.config.AccessConfig`), ``/v1/*`` and ``/stats`` need a Bearer key (401) and chat
+completions are rate-limited per key (429 with ``Retry-After``); ``/health`` and ``/metrics`` stay open for
+probes and scrapers.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from routeray.config import Config, Tier
+from routeray.deployments.access import AccessControl, RateLimited
 from routeray.deployments.backends import OpenAIBackend
 from routeray.deployments.protocol import APIError, ChatCompletionRequest
 from routeray.deployments.service import RoutingService, Score
@@ -31,8 +35,29 @@ api = FastAPI(title="routeray", description="OpenAI-compatible LLM routing gatew
 
 
 def error_response(err: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one place an error becomes an HTTP response."""
+    """The one place an error becomes an HTTP response (a 429 carries its ``Retry-After``)."""
+    if isinstance(err, RateLimited):
+        headers = {**err.headers(), **(headers or {})}
     return JSONResponse(err.to_dict(), status_code=err.status, headers=headers)
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    """A JSON schema with pydantic's local ``$defs`` references inlined (OpenAPI has no ``$defs``)."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+def chat_request_openapi() -> dict[str, Any]:
+    """The chat request body for the OpenAPI document: the handler reads the raw body itself (size limit
+    while streaming it in), so FastAPI cannot infer it; schema-driven clients and fuzzers need it."""
+    schema = ChatCompletionRequest.model_json_schema()
+    body = _inline_refs(schema, schema.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
 
 
 @api.exception_handler(APIError)
@@ -102,6 +127,7 @@ class Gateway:
         backends: dict[Tier, OpenAIBackend] = {"strong": OpenAIBackend(self.cfg.strong, "strong"),
                                                "weak": OpenAIBackend(self.cfg.weak, "weak")}
         self.metrics = GatewayMetrics()
+        self.access = AccessControl(self.cfg.ingress.access)
         self.service = RoutingService(self.cfg, self._score, backends, self.metrics)
         log.info("gateway ready: routers %s; strong %s at %s; weak %s at %s", self.service.routers,
                  self.cfg.strong.name, self.cfg.strong.base_url, self.cfg.weak.name, self.cfg.weak.base_url)
@@ -110,11 +136,13 @@ class Gateway:
         value, batch, seconds = await self._scorers[router].score.remote(prompt)
         return Score(value=value, batch_size=batch, latency_s=seconds)
 
-    @api.post("/v1/chat/completions")
+    @api.post("/v1/chat/completions", openapi_extra=chat_request_openapi())
     async def chat_completions(self, request: Request) -> Response:
         started = time.perf_counter()
         kind = "tier"
         try:
+            # Who and how often before reading the body: a rejected caller costs no parsing.
+            self.access.check_rate(self.access.authenticate(request.headers.get("authorization")))
             req = await read_request(request, self.cfg.ingress.max_body_bytes)
             kind = "router" if req.model.startswith("router-") else "tier"
             decision = await self.service.decide(req, started)
@@ -131,7 +159,8 @@ class Gateway:
         return JSONResponse(data, headers=decision.headers())
 
     @api.get("/v1/models")
-    async def list_models(self) -> JSONResponse:
+    async def list_models(self, request: Request) -> JSONResponse:
+        self.access.authenticate(request.headers.get("authorization"))
         return JSONResponse(self.service.models().model_dump())
 
     @api.get("/health")
@@ -140,8 +169,9 @@ class Gateway:
                              "strong": self.cfg.strong.name, "weak": self.cfg.weak.name})
 
     @api.get("/stats")
-    async def stats(self) -> JSONResponse:
+    async def stats(self, request: Request) -> JSONResponse:
         """This replica's token and spend totals (see routeray.deployments.spend)."""
+        self.access.authenticate(request.headers.get("authorization"))
         return JSONResponse({"spend": self.service.spend.snapshot()})
 
     @api.get("/metrics")

@@ -65,6 +65,7 @@ class Client:
 
     key_id: str
     rate_per_minute: float | None
+    burst: float = 1.0
 
 
 def parse_key_file(path: str | Path) -> dict[str, float | None]:
@@ -116,13 +117,18 @@ class AccessControl:
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
         self._clock = clock
-        self._clients: dict[bytes, Client] = {
-            _digest(k): Client(key_id(k), rate if rate is not None else cfg.rate_limit_per_minute)
-            for k, rate in load_keys(cfg, environ).items()}
+        self._clients = {_digest(k): self._client(key_id(k), rate) for k, rate in load_keys(cfg, environ).items()}
         self._buckets: dict[str, TokenBucket] = {}
         if self._clients:
             log.info("client API keys required: %d keys (%s)", len(self._clients),
                      ", ".join(sorted(c.key_id for c in self._clients.values())))
+
+    def _client(self, name: str, own_rate: float | None) -> Client:
+        """A key's limits: its own rate (burst: one second's worth) or the configured default rate and burst."""
+        if own_rate is not None:
+            return Client(name, own_rate, max(1.0, own_rate / 60.0))
+        rate = self.cfg.rate_limit_per_minute
+        return Client(name, rate, self.cfg.rate_limit_burst or max(1.0, (rate or 60.0) / 60.0))
 
     @property
     def enabled(self) -> bool:
@@ -132,7 +138,7 @@ class AccessControl:
     def authenticate(self, authorization: str | None) -> Client:
         """The client behind an ``Authorization`` header; 401 when keys are on and it is missing or wrong."""
         if not self._clients:
-            return Client("anonymous", self.cfg.rate_limit_per_minute)
+            return self._client("anonymous", None)
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise APIError("missing API key: send 'Authorization: Bearer <key>'", type="authentication_error",
@@ -153,8 +159,8 @@ class AccessControl:
             return
         bucket = self._buckets.get(client.key_id)
         if bucket is None:
-            burst = self.cfg.rate_limit_burst or max(1.0, client.rate_per_minute / 60.0)
-            bucket = self._buckets[client.key_id] = TokenBucket(client.rate_per_minute / 60.0, burst, self._clock)
+            bucket = TokenBucket(client.rate_per_minute / 60.0, client.burst, self._clock)
+            self._buckets[client.key_id] = bucket
         wait = bucket.take()
         if wait > 0:
             retry = max(1, math.ceil(wait))

@@ -104,9 +104,10 @@ def test_key_file_limit_overrides_the_default(tmp_path) -> None:
     f = tmp_path / "keys"
     f.write_text("sk-slow 6\nsk-default\n")
     clock = Clock()
-    ac = AccessControl(AccessConfig(api_keys_file=str(f), rate_limit_per_minute=600), {}, clock=clock)
+    ac = AccessControl(AccessConfig(api_keys_file=str(f), rate_limit_per_minute=600, rate_limit_burst=50), {},
+                       clock=clock)
     slow = ac.authenticate("Bearer sk-slow")
-    ac.check_rate(slow)  # burst = max(1, one second's worth) = 1
+    ac.check_rate(slow)  # its own rate: burst = max(1, one second's worth) = 1, not the default burst
     with pytest.raises(RateLimited) as info:
         ac.check_rate(slow)
     assert info.value.retry_after_s == 10  # 6/min: one every 10 s

@@ -87,9 +87,12 @@ def score_prompts(router: Router, prompts: Sequence[str], label: str = "", batch
 
 
 def cached_scores(router: Router, benchmark: str, prompts: Sequence[str], cache: ScoreCache | None,
-                  label: str = "", progress: bool = True) -> np.ndarray:
-    """The router's scores on ``prompts``, from ``cache`` when there (``cache=None``: always recompute)."""
-    fp = router.fingerprint
+                  label: str = "", progress: bool = True, pair: tuple[str, str] | None = None) -> np.ndarray:
+    """The router's scores on ``prompts``, from ``cache`` when there (``cache=None``: always recompute).
+
+    ``pair`` (strong, weak) joins the key: a router loaded for another pair may score differently even when
+    its fingerprint does not say so."""
+    fp = router.fingerprint if pair is None else f"{router.fingerprint}|{pair[0]}|{pair[1]}"
     if cache is not None:
         hit = cache.get(fp, benchmark, prompts)
         if hit is not None:

@@ -42,7 +42,8 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
     dictionary of the output contract, and writes it (plus the plot) when ``output`` is given.
     """
     learned = {name: r for name, r in routers.items() if name != "random"}
-    scores = {name: cached_scores(r, bench.name, bench.prompts, cache, label=name, progress=progress)
+    pair = (bench.strong_model, bench.weak_model)
+    scores = {name: cached_scores(r, bench.name, bench.prompts, cache, label=name, progress=progress, pair=pair)
               for name, r in learned.items()}
 
     found: list[Contamination] = []

@@ -79,8 +79,8 @@ class Outcome:
 
 
 class Env:
-    def __init__(self, url: str, cfg: Config):
-        self.url, self.cfg = url, cfg
+    def __init__(self, url: str, cfg: Config, strong: FakeOpenAI):
+        self.url, self.cfg, self.strong = url, cfg, strong
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +104,12 @@ def env(clean_ray: None) -> Iterator[Env]:
     engine = {"name": "weak-engine", "route_prefix": "/weak",
               "import_path": "tests.integration.test_replica_faults:build_fake_engine", "args": {}}
     deploy([engine, *serve_applications(cfg)])
-    yield Env(f"http://127.0.0.1:{port}", cfg)
+    yield Env(f"http://127.0.0.1:{port}", cfg, strong)
     if old_path is None:
         os.environ.pop("PYTHONPATH", None)
     else:
         os.environ["PYTHONPATH"] = old_path
+    strong._server.force_exit = True  # stalled handlers would hold a graceful shutdown
     strong.stop()
 
 
@@ -198,3 +199,38 @@ def test_killed_replica_is_replaced_and_only_in_flight_requests_fail(env: Env, a
     r = httpx.post(f"{env.url}/v1/chat/completions",
                    json={"model": "router-random-1", "messages": [{"role": "user", "content": "after"}]})
     assert r.status_code == 200 and r.json()["model"] == "fake-weak"
+
+
+@pytest.mark.parametrize("mode", ["fail", "stall", "garbage", "stall_midstream", "garbage_stream"])
+def test_strong_faults_under_concurrent_load(env: Env, mode: str) -> None:
+    """Many requests at once while the strong API misbehaves: every non-streaming request and every stream
+    that had not started falls back to the weak tier; a stream broken after its first chunk ends with an
+    in-stream error. Nothing hangs: all done within the backend timeouts."""
+    n = 24
+    env.strong.mode = mode
+
+    async def go() -> list[tuple[int, str | None, str]]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            async def one(i: int) -> tuple[int, str | None, str]:
+                body = {"model": "router-random-0", "stream": i % 2 == 1,  # threshold 0: all to strong
+                        "messages": [{"role": "user", "content": f"question {i}"}]}
+                r = await client.post(f"{env.url}/v1/chat/completions", json=body)
+                return r.status_code, r.headers.get("x-routeray-fallback"), r.text
+            return await asyncio.gather(*[one(i) for i in range(n)])
+
+    t0 = time.monotonic()
+    try:
+        results = asyncio.run(go())
+    finally:
+        env.strong.mode = "ok"
+    took = time.monotonic() - t0
+    print(f"\nstrong {mode}: {n} concurrent requests answered in {took:.1f} s; statuses "
+          f"{sorted({r[0] for r in results})}, fallbacks {sum(r[1] == 'strong_error' for r in results)}")
+    assert took < 20
+    assert all(r[0] == 200 for r in results), [r[2][:200] for r in results if r[0] != 200][:3]
+    if mode in ("stall_midstream", "garbage_stream"):  # only streams see these modes fail
+        streams = [r for i, r in enumerate(results) if i % 2 == 1]
+        assert all('"error"' in r[2] and "[DONE]" not in r[2] for r in streams), streams[0][2][-300:]
+        assert all(r[1] is None and "fake-strong" in r[2] for r in results)
+    else:
+        assert all(r[1] == "strong_error" and "fake-weak" in r[2] for r in results), results[0]

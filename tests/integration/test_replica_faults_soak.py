@@ -1,0 +1,105 @@
+"""Soak on real Ray Serve: a fixed request rate for a while (``ROUTERAY_SOAK_S`` seconds, 30 by default so
+the suite stays short; the figures in docs/reliability.md come from 300 s) with zero failed requests and
+flat memory in the gateway, scorer and proxy processes. Upstreams are loopback fakes (no faults injected:
+this is the no-fault baseline the replica-fault tests compare against)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+
+from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
+from tests.integration.fake_openai import FakeOpenAI, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SOAK_S = float(os.environ.get("ROUTERAY_SOAK_S", "30"))
+RATE = 20  # requests per second
+WARMUP_S = 10.0
+WATCHED = ("ServeReplica:routeray:Gateway", "ServeReplica:routeray:Scorer_random", "ProxyActor")
+MAX_GROWTH_MB = 40.0  # per process, between the first and the last third of the run
+
+
+@pytest.fixture(scope="module")
+def url(clean_ray: None) -> Iterator[str]:
+    from routeray.deployments.cli import start
+
+    strong, weak = FakeOpenAI("fake-strong").start(), FakeOpenAI("fake-weak").start()
+    fast = {"timeout_s": 5, "read_timeout_s": 2, "connect_timeout_s": 1, "max_retries": 1}
+    cfg = Config(
+        http_port=free_port(),
+        routers=[ScorerConfig(router="random")],
+        engine=EngineConfig(enabled=False),
+        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
+        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
+        routing=RoutingConfig(scorer_timeout_s=5),
+    )
+    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
+    yield f"http://127.0.0.1:{cfg.http_port}"
+    strong.stop()
+    weak.stop()
+
+
+def _processes() -> dict[str, psutil.Process]:
+    """This test's own Serve processes (descendants of this process: other Ray clusters may share the host)."""
+    found: dict[str, psutil.Process] = {}
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        for name in WATCHED:
+            if name in cmd and name not in found:
+                found[name] = proc
+    return found
+
+
+async def _soak(url: str) -> tuple[int, list[str], dict[str, list[float]]]:
+    procs = _processes()
+    assert set(procs) == set(WATCHED), sorted(procs)
+    rss: dict[str, list[float]] = {name: [] for name in procs}
+    failures: list[str] = []
+    sent = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        async def one(i: int) -> None:
+            body = {"model": "router-random-0.5", "stream": i % 4 == 0,
+                    "messages": [{"role": "user", "content": f"soak question {i}"}]}
+            try:
+                r = await client.post(f"{url}/v1/chat/completions", json=body)
+                if r.status_code != 200 or '"error"' in r.text:
+                    failures.append(f"{r.status_code} {r.text[:120]}")
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        tasks = []
+        start = next_sample = time.monotonic()
+        while (now := time.monotonic()) - start < SOAK_S:
+            if now >= next_sample and now - start >= WARMUP_S:
+                for name, proc in procs.items():
+                    rss[name].append(proc.memory_info().rss / 2**20)
+                next_sample = now + 2.0
+            tasks.append(asyncio.create_task(one(sent)))
+            sent += 1
+            await asyncio.sleep(max(0.0, start + sent / RATE - time.monotonic()))
+        await asyncio.gather(*tasks)
+    return sent, failures, rss
+
+
+def test_fixed_rate_soak_has_no_failures_and_flat_memory(url: str) -> None:
+    sent, failures, rss = asyncio.run(_soak(url))
+    growth = {}
+    for name, samples in rss.items():
+        third = max(1, len(samples) // 3)
+        growth[name] = sum(samples[-third:]) / third - sum(samples[:third]) / third
+    print(f"\nsoak: {sent} requests at {RATE}/s over {SOAK_S:.0f} s, {len(failures)} failed; RSS MiB first→last "
+          + ", ".join(f"{n.split(':')[-1]} {s[0]:.0f}→{s[-1]:.0f} (mean growth {growth[n]:+.1f})"
+                      for n, s in rss.items()))
+    assert sent >= RATE * SOAK_S * 0.9
+    assert not failures, failures[:5]
+    assert all(g < MAX_GROWTH_MB for g in growth.values()), growth

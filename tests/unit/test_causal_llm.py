@@ -110,13 +110,14 @@ def test_missing_or_mismatched_model_is_a_clear_error(tiny_artifact: Path, tmp_p
 
 @pytest.mark.slow
 def test_smollm2_causal_llm_beats_random_on_heldout_prompts(shared_data: Path, tmp_path: Path) -> None:
-    """Real SmolLM2-135M-Instruct, real MMLU-Pro labels: train on 320 prompts, score 240 others."""
+    """Real SmolLM2-135M-Instruct, real MMLU-Pro labels: train on 240 prompts, score 600 others (scoring is
+    cheap next to training, and a large held-out set narrows random's interval)."""
     from routeray.train.causal_llm import train
 
-    data, held, sq, wq = mmlu_pro_slice(shared_data, 320, 240)
+    data, held, sq, wq = mmlu_pro_slice(shared_data, 240, 600)
     train(data, tmp_path, seed=0, progress=False,
           config={"strong_model": STRONG, "max_length": 112, "epochs": 1, "train_layers": 4,
-                  "lr": 3e-4, "evals_per_epoch": 1, "val_fraction": 0.1})
+                  "lr": 1e-4, "evals_per_epoch": 1, "val_fraction": 0.1})
     scores = routeray.load_router("causal_llm", str(tmp_path)).score(held)
     base = random_baseline(sq, wq, n_seeds=100, n_points=None)
     got = apgr(scores, sq, wq)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from routeray.data import leave_source_out, load_data_dir  # noqa: E402
+from routeray.data import leave_source_out, load_data_dir, split_by_prompt  # noqa: E402
 from routeray.data.models import GPT4_1106, MIXTRAL  # noqa: E402
 from routeray.data.schema import PreferenceData  # noqa: E402
 from routeray.evaluate.benchmarks import load_benchmark  # noqa: E402
@@ -253,7 +253,22 @@ def recipes_for(x: np.ndarray, xf: np.ndarray, ts: TrainSet, tgt: Target, e: np.
     return {k: v for k, v in out.items() if only is None or k in only}
 
 
-def run_fold(tgt: Target, train: PreferenceData, emb: Embeddings, only: set[str] | None) -> dict[str, object]:
+def source_prior(train: PreferenceData, prompts: list[str], source_of: dict[str, str]) -> np.ndarray:
+    """The shortcut: each prompt's score is its source's mean strong-minus-weak gap in training."""
+    gaps: dict[str, list[float]] = {}
+    by: dict[tuple[str, str], float] = {}
+    for g in train.golden:
+        by[(g.prompt, g.model)] = g.score
+    for (prompt, model), score in by.items():
+        if model == MIXTRAL:
+            for strong in (GPT4_1106, GPT4O):
+                if (prompt, strong) in by:
+                    gaps.setdefault(source_of[prompt], []).append(by[(prompt, strong)] - score)
+    return np.array([np.mean(gaps.get(source_of[p], [0.0])) for p in prompts])
+
+
+def run_fold(tgt: Target, train: PreferenceData, emb: Embeddings, only: set[str] | None,
+             source_of: dict[str, str] | None = None) -> dict[str, object]:
     ts = build_trainset(train)
     x = emb(ts.prompts)
     e = emb(tgt.prompts)
@@ -266,6 +281,8 @@ def run_fold(tgt: Target, train: PreferenceData, emb: Embeddings, only: set[str]
     xf = np.hstack([x, hand_features(ts.prompts)])
     ef = np.hstack([e, hand_features(tgt.prompts)])
     scores = recipes_for(x, xf, ts, tgt, e, ef, only)
+    if source_of is not None:
+        scores["source_prior (shortcut)"] = source_prior(train, tgt.prompts, source_of)
     rb = random_baseline(tgt.sq, tgt.wq, n_seeds=100, n_points=None)
     return {"n": len(tgt.prompts), "dropped": int((~keep).sum()), "random": rb.apgr_ci,
             "apgr": {k: apgr(v, tgt.sq, tgt.wq) for k, v in scores.items()},
@@ -299,6 +316,22 @@ def print_table(results: dict[str, dict[str, object]]) -> None:
     print("(+ above the random router's 95 % interval, - below it)")
 
 
+def within(data: PreferenceData, emb: Embeddings, only: set[str] | None) -> None:
+    """Control: train on 80 % of prompts of every source, evaluate on the other 20 %, per source group
+    and on the RouterBench + arena_bench mix (where knowing the source alone already helps)."""
+    train, val = split_by_prompt(data, 0.2, seed=0)
+    source_of = {g.prompt: g.source for g in data.golden}
+    groups = {"mix(rb+arena)": ("routerbench", "arena_bench"), "routerbench": ("routerbench",),
+              "arena_bench": ("arena_bench",), "mmlu_pro": ("mmlu_pro",)}
+    results = {}
+    for name, prefixes in groups.items():
+        held = PreferenceData(golden=[g for g in val.golden if g.source.startswith(prefixes)])
+        strong = GPT4O if prefixes == ("mmlu_pro",) else GPT4_1106
+        results[name] = run_fold(target_from_golden(name, held, strong), train, emb, only, source_of)
+    print("\nWithin-source control: random 80/20 prompt split of all training sources (NOT held out)")
+    print_table(results)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
@@ -306,6 +339,8 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="*", default=None, help="only these recipe names")
     ap.add_argument("--final", nargs="*", default=None,
                     help="train these recipes on all training data; evaluate on eval_sample")
+    ap.add_argument("--within", action="store_true",
+                    help="control: random 20 %% prompt split over all sources (not held-out sources)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -315,6 +350,9 @@ def main() -> None:
     emb = Embeddings()
     emb.add(data.prompts)
     only = set(args.recipes) if args.recipes else None
+    if args.within:
+        within(data, emb, only)
+        return
     if args.final is None:
         results = {}
         for src in args.holdouts:

@@ -10,7 +10,8 @@ training prompt dropped), beside the random router's 95 % interval (100 seeds). 
 - ``heads[-w]``: one correctness head per model (P(correct | prompt, model)) on every model's golden
   labels, sharing nothing but the input; AlpacaEval judgments enter as Bradley-Terry pairs on the heads'
   logits with total weight ``w`` relative to golden labels. Routed on ``gap`` = P(strong right) -
-  P(weak right), on ``weakfail`` = 1 - P(weak right), or on ``hard`` = 1 - mean over models.
+  P(weak right), on ``weakfail`` = 1 - P(weak right), on ``hard`` = 1 - mean over models, or on ``win`` =
+  P(strong right) x (1 - P(weak right)) (strong right where weak is wrong, if independent).
 - ``mlp``: the same with a shared 64-unit hidden layer (an MF-like shared prompt representation).
 - ``+feat``: hand features appended (log length, digits, code, number of options, math symbols).
 - ``knn``: 1 - mean correctness of the 25 nearest training prompts (weak model, or all models).
@@ -159,7 +160,7 @@ def head_scores(net: torch.nn.Module, x: np.ndarray, ts: TrainSet, strong: str, 
         p = torch.sigmoid(net(torch.from_numpy(x))).numpy()
     s, w = p[:, ts.models.index(strong)], p[:, ts.models.index(weak)]
     hard = 1.0 - p[:, [ts.models.index(m) for m in golden_models]].mean(axis=1)
-    return {"gap": s - w, "weakfail": 1.0 - w, "hard": hard}
+    return {"gap": s - w, "weakfail": 1.0 - w, "hard": hard, "win": s * (1.0 - w)}
 
 
 def fit_pooled(x: np.ndarray, ts: TrainSet, xe: np.ndarray, steps: int = 300) -> np.ndarray:

@@ -101,20 +101,53 @@ def predict_class_probs(model: Any, tokenizer: Any, prompts: Sequence[str], *, m
     return out
 
 
-class BertRouter(Router):
+class ThreeClassRouter(Router):
+    """Shared by ``bert`` and ``causal_llm``: a model that gives (strong wins, tie, weak wins) probabilities;
+    the score is ``P(strong wins) + tie_share * P(tie)``. Subclasses implement :meth:`_predict`."""
+
+    def __init__(self, artifact: Artifact):
+        self.artifact = artifact
+        self.tie_share = float(artifact.config.get("tie_share", 0.5))
+        self._lock = threading.Lock()
+
+    def _predict(self, prompts: list[str]) -> np.ndarray:
+        """``(N, 3)`` class probabilities for a non-empty list of prompts."""
+        raise NotImplementedError
+
+    def class_probs(self, prompts: Sequence[str]) -> np.ndarray:
+        """``(N, 3)`` probabilities of (strong wins, tie, weak wins)."""
+        if len(prompts) == 0:
+            return np.zeros((0, 3))
+        with self._lock:  # one forward pass at a time per model: safe under threaded servers
+            return self._predict(list(prompts))
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        from routeray.train.neural import score_from_probs
+
+        return score_from_probs(self.class_probs(prompts), self.tie_share)
+
+    def training_embeddings(self) -> np.ndarray | None:
+        """MiniLM embeddings of the training prompts (stored at training time), for decontamination."""
+        emb = self.artifact.tensors.get("train_embeddings")
+        return None if emb is None else np.asarray(emb, dtype=np.float32)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.name}-{self.artifact.fingerprint}"
+
+
+class BertRouter(ThreeClassRouter):
     """Scores prompts with a fine-tuned encoder classifier; the model loads in :meth:`load`, not at import."""
 
     name: ClassVar[str] = "bert"
 
     def __init__(self, artifact: Artifact, model: Any, tokenizer: Any, device: str, batch_size: int = 32):
-        self.artifact = artifact
+        super().__init__(artifact)
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = int(batch_size)
         self.max_length = int(artifact.config.get("max_length", 256))
-        self.tie_share = float(artifact.config.get("tie_share", 0.5))
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, artifact_dir: Path | None, **overrides: Any) -> BertRouter:
@@ -137,24 +170,6 @@ class BertRouter(Router):
         model.to(device).eval()
         return cls(artifact, model, tokenizer, device, overrides.get("batch_size", 32))
 
-    def class_probs(self, prompts: Sequence[str]) -> np.ndarray:
-        """``(N, 3)`` probabilities of (strong wins, tie, weak wins)."""
-        if len(prompts) == 0:
-            return np.zeros((0, 3))
-        with self._lock:  # one forward pass at a time per model: safe under threaded servers
-            return predict_class_probs(self.model, self.tokenizer, list(prompts), max_length=self.max_length,
-                                       batch_size=self.batch_size, device=self.device)
-
-    def score(self, prompts: Sequence[str]) -> np.ndarray:
-        from routeray.train.neural import score_from_probs
-
-        return score_from_probs(self.class_probs(prompts), self.tie_share)
-
-    def training_embeddings(self) -> np.ndarray | None:
-        """MiniLM embeddings of the training prompts (stored at training time), for decontamination."""
-        emb = self.artifact.tensors.get("train_embeddings")
-        return None if emb is None else np.asarray(emb, dtype=np.float32)
-
-    @property
-    def fingerprint(self) -> str:
-        return f"bert-{self.artifact.fingerprint}"
+    def _predict(self, prompts: list[str]) -> np.ndarray:
+        return predict_class_probs(self.model, self.tokenizer, prompts, max_length=self.max_length,
+                                   batch_size=self.batch_size, device=self.device)

@@ -11,7 +11,6 @@ tokenizer) and, in ``config.json``, the prompt template, the label tokens and th
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,8 +19,7 @@ import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
 from routeray.errors import ArtifactError, RouterayError
-from routeray.routers.base import Router
-from routeray.routers.bert import check_pair, verify_model_dir
+from routeray.routers.bert import ThreeClassRouter, check_pair, verify_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +115,23 @@ def predict_label_probs(model: Any, encoder: PromptEncoder, label_ids: list[int]
     return out
 
 
-class CausalLLMRouter(Router):
+class CausalLLMRouter(ThreeClassRouter):
     """Scores prompts with a fine-tuned causal LM's label-token probabilities; loads in :meth:`load` only."""
 
     name: ClassVar[str] = "causal_llm"
 
     def __init__(self, artifact: Artifact, model: Any, tokenizer: Any, device: str, batch_size: int = 32):
-        self.artifact = artifact
+        super().__init__(artifact)
         self.model = model
         self.device = device
         self.batch_size = int(batch_size)
         cfg = artifact.config
-        self.tie_share = float(cfg.get("tie_share", 0.5))
         self.encoder = PromptEncoder(tokenizer, cfg["template_pre"], cfg["template_post"],
                                      int(cfg.get("max_length", 256)))
         self.label_ids = label_token_ids(tokenizer)
         if list(cfg.get("label_token_ids", self.label_ids)) != self.label_ids:
             raise ArtifactError(f"{artifact.path}: the tokenizer's label tokens {self.label_ids} differ from "
                                 f"the trained ones {cfg['label_token_ids']}")
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, artifact_dir: Path | None, **overrides: Any) -> CausalLLMRouter:
@@ -159,24 +155,6 @@ class CausalLLMRouter(Router):
         model.to(device).eval()
         return cls(artifact, model, tokenizer, device, overrides.get("batch_size", 32))
 
-    def class_probs(self, prompts: Sequence[str]) -> np.ndarray:
-        """``(N, 3)`` probabilities of (strong wins, tie, weak wins)."""
-        if len(prompts) == 0:
-            return np.zeros((0, 3))
-        with self._lock:
-            return predict_label_probs(self.model, self.encoder, self.label_ids, list(prompts),
-                                       batch_size=self.batch_size, device=self.device)
-
-    def score(self, prompts: Sequence[str]) -> np.ndarray:
-        from routeray.train.neural import score_from_probs
-
-        return score_from_probs(self.class_probs(prompts), self.tie_share)
-
-    def training_embeddings(self) -> np.ndarray | None:
-        """MiniLM embeddings of the training prompts (stored at training time), for decontamination."""
-        emb = self.artifact.tensors.get("train_embeddings")
-        return None if emb is None else np.asarray(emb, dtype=np.float32)
-
-    @property
-    def fingerprint(self) -> str:
-        return f"causal_llm-{self.artifact.fingerprint}"
+    def _predict(self, prompts: list[str]) -> np.ndarray:
+        return predict_label_probs(self.model, self.encoder, self.label_ids, prompts,
+                                   batch_size=self.batch_size, device=self.device)

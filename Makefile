@@ -51,8 +51,8 @@ artifacts: install models
 	$(BIN)/routeray train causal_llm --data ../shared/data --out $${ROUTERAY_ARTIFACTS_DIR:-$$HOME/.cache/routeray/artifacts}/causal_llm
 
 lint: install
-	$(BIN)/ruff check routeray tests bench
-	$(BIN)/ruff format --check routeray tests bench
+	$(BIN)/ruff check routeray tests bench scripts
+	$(BIN)/mypy routeray
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -69,7 +69,8 @@ def _convert_gguf(gguf_file: Path, target: Path) -> None:
                 setattr(model, attr, None)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.is_quantized = False if hasattr(model, "is_quantized") else None
+    if hasattr(model, "is_quantized"):
+        setattr(model, "is_quantized", False)  # noqa: B010 (nn.Module typing)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary folder and rename, so a concurrent or interrupted run never leaves half a model.
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

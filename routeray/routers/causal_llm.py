@@ -152,7 +152,7 @@ class CausalLLMRouter(ThreeClassRouter):
         device = pick_device(overrides.get("device"))
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-        model.to(device).eval()
+        model.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() oddly
         return cls(artifact, model, tokenizer, device, overrides.get("batch_size", 32))
 
     def _predict(self, prompts: list[str]) -> np.ndarray:

@@ -83,7 +83,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     base = Path(cfg["base_model"]) if cfg["base_model"] else smollm2_path()
     device = neural.pick_device(cfg["device"])
     tokenizer = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).to(device)  # type: ignore[arg-type]
     model.config.use_cache = False
     n_trainable = freeze_lower_layers(model, int(cfg["train_layers"]))
     log.info("training %.1fM of %.1fM parameters", n_trainable / 1e6,

@@ -261,7 +261,7 @@ class FitResult:
     seconds: float
 
 
-def fit(module: Any, class_logits: Callable[[Sequence[str]], Any], score: Callable[[Sequence[str]], np.ndarray],
+def fit(module: Any, class_logits: Callable[[list[str]], Any], score: Callable[[list[str]], np.ndarray],
         train: PairExamples, val: PairExamples, cfg: dict[str, Any], *, seed: int, progress: bool,
         desc: str) -> FitResult:
     """Train ``module`` on soft 3-class targets; evaluate validation APGR ``evals_per_epoch`` times per
@@ -286,7 +286,7 @@ def fit(module: Any, class_logits: Callable[[Sequence[str]], Any], score: Callab
     gen = np.random.default_rng(seed)
     evals = max(1, int(cfg.get("evals_per_epoch", 1)))
     eval_at = {min(steps_per_epoch, round(steps_per_epoch * (k + 1) / evals)) for k in range(evals)}
-    best = (-math.inf, 0, None)
+    best: tuple[float, int, dict[str, Any] | None] = (-math.inf, 0, None)
     history: list[dict[str, Any]] = []
     start = time.monotonic()
     step = 0

@@ -35,9 +35,11 @@ def read_json(path: Path) -> Any:
         raise DataError(f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", path) from exc
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line of a JSONL file."""
-    require_file(path)
+def iter_jsonl(path: Path, allow_empty: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line of a JSONL file (an empty file is an
+    error unless ``allow_empty``)."""
+    if not (allow_empty and path.is_file()):
+        require_file(path)
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():

@@ -16,7 +16,6 @@ lists prompts to drop before anything is scored.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import sys
 from collections import defaultdict
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from routeray.data._io import iter_jsonl
 from routeray.data.schema import GoldenLabel
 from routeray.errors import DataError
 
@@ -133,7 +133,7 @@ def drop_listed(bench: Benchmark, path: Path) -> Benchmark:
     if not path.is_file():
         return bench
     listed = set()
-    for row, obj in _iter_jsonl(path):
+    for row, obj in iter_jsonl(path, allow_empty=True):
         if "eval_prompt" not in obj:
             raise DataError("record has no 'eval_prompt'", path, row)
         listed.add(str(obj["eval_prompt"]))
@@ -191,7 +191,7 @@ def _from_csvs(name: str, files: list[Path], strong: str, weak: str) -> Benchmar
 def _mt_bench(folder: Path, strong: str, weak: str) -> Benchmark:
     q_path, j_path = folder / "question.jsonl", folder / "judgements.jsonl"
     questions: dict[str, list[str]] = {}
-    for row, obj in _iter_jsonl(q_path):
+    for row, obj in iter_jsonl(q_path, allow_empty=True):
         for key in ("question_id", "turns"):
             if key not in obj:
                 raise DataError(f"record has no {key!r}", q_path, row)
@@ -200,7 +200,7 @@ def _mt_bench(folder: Path, strong: str, weak: str) -> Benchmark:
             raise DataError("'turns' must be a non-empty list of strings", q_path, row)
         questions[str(obj["question_id"])] = turns
     grades: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for row, obj in _iter_jsonl(j_path):
+    for row, obj in iter_jsonl(j_path, allow_empty=True):
         for key in ("question_id", "model", "score"):
             if key not in obj:
                 raise DataError(f"record has no {key!r}", j_path, row)
@@ -297,22 +297,6 @@ def _open_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
                 raise DataError(f"malformed CSV: {exc}", path, reader.line_num) from exc
 
     return header, rows()
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError("file not found", path)
-    with path.open(encoding="utf-8") as fh:
-        for row, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"malformed JSON: {exc.msg}", path, row) from exc
-            if not isinstance(obj, dict):
-                raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, row)
-            yield row, obj
 
 
 def load_golden(path: str | Path, strong_model: str = DEFAULT_STRONG, weak_model: str = DEFAULT_WEAK,

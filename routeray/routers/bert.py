@@ -22,6 +22,7 @@ import numpy as np
 from routeray.artifacts import Artifact, load_artifact
 from routeray.errors import ArtifactError
 from routeray.routers.base import Router
+from routeray.routers.embedders import length_sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,8 @@ def predict_class_probs(model: Any, tokenizer: Any, prompts: Sequence[str], *, m
     import torch
 
     out = np.zeros((len(prompts), 3), dtype=np.float64)
-    order = np.argsort([len(p) for p in prompts], kind="stable")
     with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_sorted_batches(prompts, batch_size):
             batch = tokenizer([prompts[i] for i in idx], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt").to(device)
             logits = model(**batch).logits.float()

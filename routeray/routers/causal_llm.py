@@ -20,6 +20,7 @@ import numpy as np
 from routeray.artifacts import Artifact, load_artifact
 from routeray.errors import ArtifactError, RouterayError
 from routeray.routers.bert import ThreeClassRouter, check_pair, verify_model_dir
+from routeray.routers.embedders import length_sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,8 @@ def predict_label_probs(model: Any, encoder: PromptEncoder, label_ids: list[int]
     import torch
 
     out = np.zeros((len(prompts), 3), dtype=np.float64)
-    order = np.argsort([len(p) for p in prompts], kind="stable")
     with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_sorted_batches(prompts, batch_size):
             logits = label_logits(model, encoder, label_ids, [prompts[i] for i in idx], device).float()
             out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
     return out

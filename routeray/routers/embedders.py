@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,14 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+    """Index arrays covering ``texts`` in batches of similar length, so each batch pads little; callers
+    write results back at these indices to keep the original order."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for start in range(0, len(texts), batch_size):
+        yield order[start:start + batch_size]
 
 
 class Embedder(ABC):
@@ -103,12 +111,9 @@ class LocalEmbedder(Embedder):
         self._load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Sort by length so each batch pads little; restore the order at the end.
-        order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                idx = order[start:start + self.batch_size]
+            for idx in length_sorted_batches(texts, self.batch_size):
                 batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                         max_length=self.max_length, return_tensors="pt").to(self._device)
                 hidden = self._model(**batch).last_hidden_state
@@ -192,6 +197,14 @@ def check_embedder(embedder: Embedder, expected: dict[str, Any] | None, where: o
                 f"{where} was trained with embedder {expected}, but {got} was given; "
                 "retrain the router or configure the matching embedder"
             )
+
+
+def embedder_for_artifact(artifact: Any, overrides: dict[str, Any]) -> Embedder:
+    """The embedder a router artifact needs: ``overrides["embedder"]`` or one built from the artifact's spec
+    (with ``overrides["embedder_options"]``), refused if its vectors differ from the trained ones."""
+    embedder = overrides.get("embedder") or make_embedder(artifact.embedder, **overrides.get("embedder_options", {}))
+    check_embedder(embedder, artifact.embedder, artifact.path)
+    return embedder
 
 
 class EmbeddingCache:

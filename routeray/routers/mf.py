@@ -17,7 +17,7 @@ import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
 from routeray.routers.base import Router
-from routeray.routers.embedders import Embedder, check_embedder, make_embedder
+from routeray.routers.embedders import Embedder, embedder_for_artifact
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,7 @@ class MFRouter(Router):
 
             raise ArtifactError("the mf router needs a trained artifact")
         artifact = load_artifact(artifact_dir, expect_router=cls.name)
-        embedder = overrides.get("embedder") or make_embedder(artifact.embedder,
-                                                              **overrides.get("embedder_options", {}))
-        check_embedder(embedder, artifact.embedder, artifact_dir)
+        embedder = embedder_for_artifact(artifact, overrides)
         return cls(artifact, embedder, strong_model=overrides.get("strong_model"),
                    weak_model=overrides.get("weak_model"), model_aliases=overrides.get("model_aliases"))
 

@@ -1,0 +1,696 @@
+"""Routing overhead, side by side: the gateway vs the backend called directly vs a RouteLLM-style server.
+
+``compare`` starts three targets in front of one loopback OpenAI backend (a real HTTP server that answers
+at once, in its own process) and offers each the same open-loop traffic at a sweep of rates:
+
+- ``direct``: the loopback backend itself (the floor: client, HTTP and JSON costs only);
+- ``gateway``: routeray on real Ray Serve (ingress + scorer deployment, both tiers -> the backend);
+- ``routellm``: the design of RouteLLM's server, with the same router object: a FastAPI/uvicorn app that
+  scores each prompt inside its request handler (no batching) and forwards with the ``openai`` client.
+
+It prints a table and writes ``bench/results/overhead.json`` and a PNG: achieved throughput, errors,
+fallbacks, p50/p90/p99 latency, latency added over ``direct`` at the same offered rate, saturation
+throughput, and the gateway/RouteLLM ratios (the machine is noisy: ratios measured in one run travel
+better than times). Every process it starts is stopped on exit. The load itself is generated in a
+separate process (asyncio + uvloop + aiohttp) so it does not share an interpreter with any target.
+
+``load`` is the load generator alone, against any running gateway: Poisson (or ``--even``) arrivals at
+``--rate`` for ``--duration`` seconds, real prompts mixed by source, a weighted mix of model names, a
+share of streaming requests (time to first token measured), and the tiers that answered.
+
+    .venv/bin/python bench/overhead.py compare --router random --rates 10,50,100,200,400 --duration 10
+    .venv/bin/python bench/overhead.py load --url http://127.0.0.1:8000 --rate 20 --duration 30 \\
+        --models router-mf-0.116=3,router-mf-30%=1 --mix gsm8k=1,mt_bench=1 --stream-share 0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import itertools
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Request  # module level: the RouteLLM-style handler's annotation must resolve here
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "bench" / "results"
+SOURCES = ("gsm8k", "mt_bench", "arena", "mmlu")
+TARGETS = ("direct", "gateway", "routellm")
+
+
+# ---- prompts and mixes ----------------------------------------------------------------------------------
+def _jsonl(path: Path, get: Any, limit: int) -> list[str]:
+    with path.open(encoding="utf-8") as fh:
+        return [get(json.loads(line)) for line in itertools.islice(fh, limit)]
+
+
+def source_prompts(source: str, data_dir: Path, limit: int = 500) -> list[str]:
+    """Up to ``limit`` real prompts of one kind: gsm8k (math word problems), mt_bench (open chat, first
+    turns), arena (arena-bench prompts) or mmlu (multiple choice)."""
+    if source == "gsm8k":
+        return _jsonl(data_dir / "unlabeled" / "gsm8k_train.jsonl", lambda r: r["question"], limit)
+    if source == "mt_bench":
+        return _jsonl(data_dir / "eval_sample" / "mt_bench" / "question.jsonl", lambda r: r["turns"][0], limit)
+    if source == "arena":
+        return _jsonl(data_dir / "preference" / "arena_bench_v1" / "question.jsonl", lambda r: r["turns"][0], limit)
+    if source == "mmlu":
+        out: list[str] = []
+        for path in sorted((data_dir / "eval_sample" / "mmlu" / "responses").glob("mmlu_*.csv")):
+            with path.open(encoding="utf-8", newline="") as fh:
+                out += [row["prompt"] for row in itertools.islice(csv.DictReader(fh), limit)]
+        return out[:limit]
+    raise SystemExit(f"unknown prompt source {source!r}; choose from {', '.join(SOURCES)}")
+
+
+def file_prompts(path: Path) -> list[str]:
+    """Prompts from a text file (one per line) or JSONL (``prompt``, ``question`` or ``turns[0]``)."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            row = json.loads(line)
+            text = row.get("prompt") or row.get("question") or (row.get("turns") or [None])[0]
+            if not isinstance(text, str):
+                raise SystemExit(f"{path}:{n}: no prompt, question or turns field")
+            out.append(text)
+        else:
+            out.append(line)
+    if not out:
+        raise SystemExit(f"{path}: no prompts")
+    return out
+
+
+def weights(spec: str) -> dict[str, float]:
+    """``a=3,b=1`` (a bare name weighs 1) -> normalised weights."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, w = part.rpartition("=") if "=" in part else (part, "", "1")
+        out[name] = float(w)
+    total = sum(out.values())
+    if not out or total <= 0 or min(out.values()) < 0:
+        raise SystemExit(f"bad weights {spec!r}: expected name=weight,...")
+    return {k: v / total for k, v in out.items()}
+
+
+def rates(spec: str) -> list[float]:
+    """``10,50,100`` -> positive request rates."""
+    try:
+        out = [float(r) for r in spec.split(",") if r.strip()]
+    except ValueError:
+        raise SystemExit(f"bad rates {spec!r}: expected numbers like 10,50,100") from None
+    if not out or min(out) <= 0:
+        raise SystemExit(f"bad rates {spec!r}: every rate must be positive")
+    return out
+
+
+# ---- the load generator ---------------------------------------------------------------------------------
+@dataclass
+class Result:
+    """One request as the client saw it (times in seconds)."""
+
+    model: str
+    source: str
+    stream: bool
+    ok: bool
+    latency_s: float
+    ttft_s: float | None = None
+    answered_by: str | None = None
+    tier: str | None = None
+    fallback: str | None = None
+    error: str | None = None
+
+
+async def _one(session: Any, url: str, model: str, source: str, prompt: str, stream: bool,
+               max_tokens: int, headers: dict[str, str]) -> Result:
+    import aiohttp
+
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": stream}
+    t0 = time.perf_counter()
+    ttft = None
+    try:
+        async with session.post(url, json=body, headers=headers) as resp:
+            h = resp.headers
+            if resp.status != 200:
+                await resp.read()
+                return Result(model, source, stream, False, time.perf_counter() - t0, error=f"http_{resp.status}")
+            if stream:
+                answered = None
+                async for raw in resp.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:") or line == b"data: [DONE]":
+                        continue
+                    chunk = json.loads(line[5:])
+                    if "error" in chunk:
+                        raise ValueError("error event in stream")
+                    answered = answered or chunk.get("model")
+                    if ttft is None and any((c.get("delta") or {}).get("content") for c in chunk.get("choices", ())):
+                        ttft = time.perf_counter() - t0
+            else:
+                answered = (await resp.json(content_type=None)).get("model")
+            return Result(model, source, stream, True, time.perf_counter() - t0, ttft, answered,
+                          h.get("x-routeray-tier"), h.get("x-routeray-fallback"))
+    except TimeoutError:
+        err = "timeout"
+    except aiohttp.ClientConnectionError:
+        err = "connect"
+    except (aiohttp.ClientError, ValueError) as exc:
+        err = type(exc).__name__
+    return Result(model, source, stream, False, time.perf_counter() - t0, error=err)
+
+
+async def run_load(url: str, prompts: dict[str, list[str]], models: dict[str, float], sources: dict[str, float],
+                   rate: float, duration: float, *, stream_share: float = 0.0, even: bool = False,
+                   max_tokens: int = 16, max_in_flight: int = 2048, timeout: float = 30.0, seed: int = 0,
+                   api_key: str | None = None) -> tuple[list[Result], int, float, float]:
+    """Open loop: request i starts at its scheduled time whatever the server's speed, so queueing shows up
+    as latency, not as a lower offered rate. Returns the results, the number sent, the sending time and the
+    total time (sending plus draining)."""
+    import aiohttp
+
+    rng = random.Random(seed)
+    cycles = {s: itertools.cycle(rng.sample(p, len(p))) for s, p in prompts.items()}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    endpoint = url.rstrip("/") + "/v1/chat/completions"
+    connector = aiohttp.TCPConnector(limit=max_in_flight, force_close=False)
+    results: list[Result] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def fire(model: str, source: str, prompt: str, stream: bool) -> None:
+            results.append(await _one(session, endpoint, model, source, prompt, stream, max_tokens, headers))
+
+        start = time.perf_counter()
+        sent, next_at = 0, 0.0
+        while next_at < duration:
+            delay = start + next_at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            model = rng.choices(list(models), list(models.values()))[0]
+            source = rng.choices(list(sources), list(sources.values()))[0]
+            task = asyncio.create_task(fire(model, source, next(cycles[source]), rng.random() < stream_share))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+            next_at = sent / rate if even else next_at + rng.expovariate(rate)
+        send_s = time.perf_counter() - start
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout + 5)
+        total_s = time.perf_counter() - start
+    return results, sent, send_s, total_s
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    arr = np.array(values) * 1000
+    return {f"p{q}": round(float(np.percentile(arr, q)), 2) for q in (50, 90, 99)}
+
+
+def summarise(results: list[Result], sent: int, send_s: float, total_s: float, rate: float) -> dict[str, Any]:
+    """Rates, latency percentiles (ms), errors, fallbacks and per-model tiers of one load run."""
+    ok = [r for r in results if r.ok]
+    per_model: dict[str, dict[str, Any]] = {}
+    by_model: dict[str, list[Result]] = defaultdict(list)
+    for r in results:
+        by_model[r.model].append(r)
+    for model, rs in sorted(by_model.items()):
+        good = [r for r in rs if r.ok]
+        tiers = Counter(r.tier for r in good)
+        per_model[model] = {"requests": len(rs), "errors": len(rs) - len(good),
+                            "answered_by": dict(Counter(r.answered_by for r in good).most_common()),
+                            "tiers": {str(k): v for k, v in tiers.most_common()},
+                            "strong_share": round(tiers.get("strong", 0) / len(good), 3)
+                            if good and tiers.get(None, 0) < len(good) else None}
+    return {
+        "offered_rps": rate, "sent": sent, "completed": len(results), "ok": len(ok),
+        "send_rps": round(sent / send_s, 2),
+        # ok answers per second of the whole run (sending plus draining): at saturation, the capacity
+        "throughput_rps": round(len(ok) / total_s, 2),
+        "latency_ms": _pct([r.latency_s for r in ok if not r.stream]),
+        "ttft_ms": _pct([r.ttft_s for r in ok if r.stream and r.ttft_s is not None]),
+        "stream_latency_ms": _pct([r.latency_s for r in ok if r.stream]),
+        "errors": dict(Counter(r.error for r in results if not r.ok)), "unfinished": sent - len(results),
+        "fallbacks": dict(Counter(r.fallback for r in ok if r.fallback)),
+        "sources": dict(Counter(r.source for r in results)), "models": per_model,
+    }
+
+
+def load_main(args: argparse.Namespace) -> int:
+    if args.rate <= 0 or args.duration <= 0:
+        raise SystemExit("--rate and --duration must be positive")
+    if not 0 <= args.stream_share <= 1:
+        raise SystemExit("--stream-share must be within [0, 1]")
+    if args.prompts:
+        prompts, mix = {"file": file_prompts(args.prompts)}, {"file": 1.0}
+    else:
+        mix = weights(args.mix)
+        prompts = {s: p for s in mix if (p := source_prompts(s, args.data_dir))}
+        mix = {s: w for s, w in mix.items() if s in prompts}
+        if not prompts:
+            raise SystemExit(f"no prompts found under {args.data_dir}")
+    _use_uvloop()
+    results, sent, send_s, total_s = asyncio.run(run_load(
+        args.url, prompts, weights(args.models), mix, args.rate, args.duration, stream_share=args.stream_share,
+        even=args.even, max_tokens=args.max_tokens, max_in_flight=args.max_in_flight, timeout=args.timeout,
+        seed=args.seed, api_key=args.api_key))
+    out = {"url": args.url, "duration_s": args.duration, **summarise(results, sent, send_s, total_s, args.rate)}
+    lat = out["latency_ms"] or out["stream_latency_ms"]
+    print(f"sent {out['sent']} in {args.duration:g}s (offered {args.rate:g}/s, sent {out['send_rps']}/s); "
+          f"ok {out['throughput_rps']}/s; latency ms p50 {lat.get('p50')} p90 {lat.get('p90')} p99 {lat.get('p99')}; "
+          f"errors {sum(out['errors'].values())}", file=sys.stderr)
+    text = json.dumps(out, indent=2)
+    if args.json and str(args.json) != "-":
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0 if out["completed"] else 1
+
+
+def _use_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+# ---- the loopback backend -------------------------------------------------------------------------------
+def _completion(model: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-loopback", "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}],
+            "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}}
+
+
+def _chunks(model: str) -> list[bytes]:
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        c = {"id": "chatcmpl-loopback", "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return b"data: " + json.dumps(c).encode() + b"\n\n"
+
+    return [chunk({"role": "assistant", "content": ""}), chunk({"content": "ok"}), chunk({}, "stop"),
+            b"data: [DONE]\n\n"]
+
+
+async def backend_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI OpenAI chat backend that answers at once ("ok"), streaming or not: the cheapest real
+    HTTP server we can put behind every target, so what differs between them is their own cost."""
+    if scope["type"] != "http":
+        return
+    body, more = b"", True
+    while more:
+        msg = await receive()
+        body += msg.get("body", b"")
+        more = msg.get("more_body", False)
+    if scope["method"] != "POST" or scope["path"] != "/v1/chat/completions":
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"error": {"message": "not found"}}'})
+        return
+    req = json.loads(body)
+    model = str(req.get("model", "loopback"))
+    if req.get("stream"):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for part in _chunks(model):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(_completion(model)).encode()})
+
+
+def backend_main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(backend_app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
+                lifespan="off", loop="uvloop", http="httptools", backlog=4096)
+    return 0
+
+
+# ---- the RouteLLM-style server --------------------------------------------------------------------------
+def routellm_app(router_name: str, upstream: str) -> Any:
+    """RouteLLM's server design (``routellm/openai_server.py``) around our router: one FastAPI handler that
+    validates the body with pydantic, scores the prompt synchronously in the handler (one prompt per call,
+    no batching), picks the tier and forwards with the ``openai`` async client."""
+    import openai
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    from routeray import load_router
+    from routeray.deployments.protocol import ChatCompletionRequest
+
+    router = load_router(router_name)
+    router.score(["warm-up"])
+    client = openai.AsyncOpenAI(base_url=upstream, api_key="unused", max_retries=0)
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        req = ChatCompletionRequest.model_validate(await request.json())
+        threshold = float(req.model.rsplit("-", 1)[-1])
+        score = float(router.score([req.routing_text()])[0])
+        tier = "strong" if score >= threshold else "weak"
+        body = req.model_dump(exclude_none=True)
+        body["model"] = tier
+        if req.stream:
+            chunks = await client.chat.completions.create(**body)
+
+            async def lines() -> Any:
+                async for chunk in chunks:
+                    yield f"data: {chunk.model_dump_json()}\n\n"
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(lines(), media_type="text/event-stream", headers={"x-routeray-tier": tier})
+        resp = await client.chat.completions.create(**body)
+        return JSONResponse(resp.model_dump(), headers={"x-routeray-tier": tier})
+
+    return app
+
+
+def routellm_main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(routellm_app(args.router, args.upstream), host="127.0.0.1", port=args.port, log_level="warning",
+                access_log=False, backlog=4096)
+    return 0
+
+
+# ---- the side-by-side comparison ------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, what: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode} before answering")
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=1)
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0) -> Iterator[None]:
+    """Run ``overhead.py <args>`` as a child process until the block ends (then SIGTERM, then SIGKILL)."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL)
+    try:
+        _wait_http(ready_url, proc, timeout, what)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def gateway_config(router: str, backend_url: str, port: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The gateway under test: one scorer for ``router``, no engine, both tiers -> the loopback backend."""
+    base = {"http_port": port, "routers": [{"router": router}], "engine": {"enabled": False},
+            "strong": {"name": "loop-strong", "base_url": backend_url},
+            "weak": {"name": "loop-weak", "base_url": backend_url}}
+    return _merge(base, overrides)
+
+
+@contextlib.contextmanager
+def gateway(cfg_dict: dict[str, Any]) -> Iterator[str]:
+    """routeray on a fresh local Ray cluster (2 CPUs) in this process; shut down when the block ends."""
+    from routeray.config import Config
+    from routeray.deployments.cli import start, stop
+
+    cfg = Config.model_validate(cfg_dict)
+    try:
+        start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False,
+                             "log_to_driver": False})
+        url = f"http://127.0.0.1:{cfg.http_port}"
+        _wait_http(f"{url}/health", None, 60, "the gateway")
+        yield url
+    finally:
+        stop()
+
+
+def load_step(url: str, model: str, rate: float, duration: float, args: argparse.Namespace,
+              stream_share: float = 0.0) -> dict[str, Any]:
+    """One open-loop run in a child process (so the client never shares an interpreter with a target)."""
+    cmd = [sys.executable, __file__, "load", "--url", url, "--models", model, "--rate", f"{rate:g}",
+           "--duration", f"{duration:g}", "--timeout", f"{args.timeout:g}", "--mix", args.mix,
+           "--data-dir", str(args.data_dir), "--stream-share", f"{stream_share:g}", "--max-tokens", "16",
+           "--seed", str(args.seed), "--json", "-"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + args.timeout + 60)
+    if done.returncode != 0:
+        raise SystemExit(f"load run against {url} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def collapsed(step: dict[str, Any]) -> bool:
+    """A target that answered under half the offered rate, or failed a tenth of its requests, is past
+    saturation; higher rates would only grow its queue."""
+    failed = sum(step["errors"].values()) + step["unfinished"]
+    return step["throughput_rps"] < 0.5 * step["send_rps"] or failed > 0.1 * max(1, step["sent"])
+
+
+def sustained(step: dict[str, Any]) -> bool:
+    """Kept up: ≥ 90 % of the rate sent answered, no errors, < 1 % fallbacks, p99 under a second."""
+    lat = step["latency_ms"] or step["ttft_ms"]
+    return (step["throughput_rps"] >= 0.9 * step["send_rps"] and not step["errors"]
+            and not step["unfinished"] and sum(step["fallbacks"].values()) <= 0.01 * step["ok"]
+            and bool(lat) and lat["p99"] < 1000)
+
+
+def added(step: dict[str, Any], direct: dict[str, Any], key: str) -> dict[str, float]:
+    """Latency a target adds over calling the backend directly at the same offered rate (ms)."""
+    a, d = step.get(key) or {}, direct.get(key) or {}
+    return {q: round(a[q] - d[q], 2) for q in ("p50", "p90", "p99") if q in a and q in d}
+
+
+def sweep(urls: dict[str, str], models: dict[str, str], sweep_rates: list[float], args: argparse.Namespace,
+          stream: bool) -> list[dict[str, Any]]:
+    """Every target at every rate (targets interleaved per rate, so drifting load hits all alike); a target
+    that collapsed is not offered higher rates."""
+    key = "ttft_ms" if stream else "latency_ms"
+    rows: list[dict[str, Any]] = []
+    dead: set[str] = set()
+    for rate in sweep_rates:
+        row: dict[str, Any] = {"offered_rps": rate, "stream": stream, "targets": {}}
+        for target in urls:
+            if target in dead:
+                continue
+            step = load_step(urls[target], models[target], rate, args.duration, args, 1.0 if stream else 0.0)
+            row["targets"][target] = step
+            lat = step[key]
+            print(f"{'stream ' if stream else ''}{rate:>6g}/s {target:<9} ok {step['throughput_rps']:>7.1f}/s "
+                  f"err {sum(step['errors'].values()) + step['unfinished']:>4} fb {sum(step['fallbacks'].values()):>4} "
+                  f"{key[:-3]} p50 {lat.get('p50', float('nan')):>8.1f} p99 {lat.get('p99', float('nan')):>8.1f} ms",
+                  file=sys.stderr, flush=True)
+            if collapsed(step):
+                dead.add(target)
+            time.sleep(1.0)
+        direct = row["targets"].get("direct")
+        if direct:
+            row["added_ms"] = {t: added(s, direct, key) for t, s in row["targets"].items() if t != "direct"}
+            g, r = row["added_ms"].get("gateway", {}), row["added_ms"].get("routellm", {})
+            row["routellm_over_gateway_added"] = {q: round(r[q] / g[q], 2) for q in ("p50", "p99")
+                                                  if q in g and q in r and g[q] > 0}
+        rows.append(row)
+    return rows
+
+
+def saturation(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per target: the most ok answers per second seen, and the highest offered rate it sustained."""
+    out: dict[str, dict[str, float | None]] = {}
+    for target in TARGETS:
+        steps = [r["targets"][target] for r in rows if target in r["targets"]]
+        if steps:
+            kept = [s["offered_rps"] for s in steps if sustained(s)]
+            out[target] = {"max_throughput_rps": max(s["throughput_rps"] for s in steps),
+                           "sustained_rps": max(kept) if kept else None}
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Added latency (p50, p99) and achieved throughput against offered load."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["non_streaming"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for target, color in (("gateway", "tab:blue"), ("routellm", "tab:red")):
+        pts = [(r["offered_rps"], r["added_ms"][target]) for r in rows if target in r.get("added_ms", {})]
+        for q, style in (("p50", "-o"), ("p99", "--^")):
+            xs = [x for x, a in pts if q in a]
+            ax1.plot(xs, [max(a[q], 0.1) for _, a in pts if q in a], style, color=color,
+                     label=f"{result['labels'][target]} {q}")
+    ax1.axhline(10, color="grey", lw=0.8, ls=":")
+    ax1.axhline(30, color="grey", lw=0.8, ls=":")
+    ax1.set(xscale="log", yscale="log", xlabel="offered load (req/s)", ylabel="latency added over direct (ms)",
+            title="Routing overhead")
+    ax1.legend(fontsize=8)
+    for target, color in (("direct", "tab:green"), ("gateway", "tab:blue"), ("routellm", "tab:red")):
+        pts = [(r["offered_rps"], r["targets"][target]["throughput_rps"]) for r in rows if target in r["targets"]]
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=color, label=result["labels"][target])
+    top = max(r["offered_rps"] for r in rows)
+    ax2.plot([1, top], [1, top], color="grey", lw=0.8, ls=":", label="offered")
+    ax2.set(xscale="log", yscale="log", xlabel="offered load (req/s)", ylabel="ok answers per second",
+            title="Throughput")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"router {result['router']}, {result['machine']['cpus']} CPUs, load avg "
+                 f"{result['machine']['loadavg_before'][0]:.1f} -> {result['machine']['loadavg_after'][0]:.1f}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    sweep_rates, stream_rates = rates(args.rates), rates(args.stream_rates) if args.stream_rates else []
+    overrides = json.loads(args.gateway_config) if args.gateway_config else {}
+    be_port, rl_port, gw_port = free_port(), free_port(), free_port()
+    backend_url = f"http://127.0.0.1:{be_port}/v1"
+    model = f"router-{args.router}-{args.threshold:g}"
+    cfg = gateway_config(args.router, backend_url, gw_port, overrides)
+    labels = {"direct": "direct to backend", "gateway": "routeray gateway (Ray Serve)",
+              "routellm": "RouteLLM-style server (score in handler)"}
+    load_before = os.getloadavg()
+    targets = [t for t in TARGETS if t in args.targets.split(",")]
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(child(["backend", "--port", str(be_port)], f"http://127.0.0.1:{be_port}/", "backend"))
+        urls = {"direct": f"http://127.0.0.1:{be_port}"}
+        if "routellm" in targets:
+            stack.enter_context(child(["routellm", "--port", str(rl_port), "--router", args.router, "--upstream",
+                                       backend_url], f"http://127.0.0.1:{rl_port}/health", "RouteLLM-style server"))
+            urls["routellm"] = f"http://127.0.0.1:{rl_port}"
+        if "gateway" in targets:
+            urls["gateway"] = stack.enter_context(gateway(cfg))
+        urls = {t: urls[t] for t in TARGETS if t in urls}
+        models = {"direct": "weak", "gateway": model, "routellm": model}
+        for target in urls:  # warm connections, caches and lazy imports; not measured
+            load_step(urls[target], models[target], 10, 2, args)
+        rows = sweep(urls, models, sweep_rates, args, stream=False)
+        stream_rows = sweep(urls, models, stream_rates, args, stream=True) if stream_rates else []
+    result = {
+        "command": " ".join([Path(sys.executable).name, "bench/overhead.py", *sys.argv[1:]]),
+        "router": args.router, "model": model, "duration_s": args.duration, "labels": labels,
+        "gateway_config": {k: v for k, v in cfg.items() if k not in ("strong", "weak", "http_port")},
+        "serve_env": {k: v for k, v in os.environ.items() if k.startswith(("RAY_SERVE_", "RAY_worker"))},
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "saturation": saturation(rows), "non_streaming": rows, "streaming": stream_rows,
+    }
+    sat = result["saturation"]
+    if sat.get("gateway") and sat.get("routellm") and sat["routellm"]["max_throughput_rps"]:
+        result["gateway_over_routellm_max_throughput"] = round(
+            sat["gateway"]["max_throughput_rps"] / sat["routellm"]["max_throughput_rps"], 2)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot(result, out.with_suffix(".png"))
+    print(table(result))
+    print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
+    return 0
+
+
+def table(result: dict[str, Any]) -> str:
+    """The results as a Markdown table (added latency is over ``direct`` at the same offered rate)."""
+    lines = ["| offered req/s | target | ok req/s | errors | fallbacks | p50 ms | p99 ms | added p50 | added p99 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in result["non_streaming"] + result["streaming"]:
+        key = "ttft_ms" if row["stream"] else "latency_ms"
+        for target, step in row["targets"].items():
+            lat, add = step[key], row.get("added_ms", {}).get(target, {})
+            name = target + (" (stream, TTFT)" if row["stream"] else "")
+            lines.append(f"| {row['offered_rps']:g} | {name} | {step['throughput_rps']:.1f} | "
+                         f"{sum(step['errors'].values()) + step['unfinished']} | {sum(step['fallbacks'].values())} | "
+                         f"{lat.get('p50', '—')} | {lat.get('p99', '—')} | {add.get('p50', '—')} | {add.get('p99', '—')} |")
+    sat = result["saturation"]
+    lines.append("")
+    lines.append("saturation: " + "; ".join(f"{t} max {s['max_throughput_rps']} req/s, sustained "
+                                           f"{s['sustained_rps']} req/s" for t, s in sat.items()))
+    if "gateway_over_routellm_max_throughput" in result:
+        lines.append(f"gateway / RouteLLM-style max throughput: {result['gateway_over_routellm_max_throughput']}x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    cmp_ = sub.add_parser("compare", help="gateway vs direct vs RouteLLM-style, side by side (starts all three)")
+    cmp_.add_argument("--router", default="random", help="router both servers use (random, mf, ...)")
+    cmp_.add_argument("--threshold", type=float, default=0.5)
+    cmp_.add_argument("--rates", default="10,50,100,200,400", help="offered loads, req/s")
+    cmp_.add_argument("--stream-rates", default="10,100", help="offered loads of the streaming (TTFT) sweep; '' skips")
+    cmp_.add_argument("--duration", type=float, default=10.0, help="seconds of load per step")
+    cmp_.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
+    cmp_.add_argument("--targets", default=",".join(TARGETS), help="which targets to load (direct always runs)")
+    cmp_.add_argument("--gateway-config", help="JSON merged over the gateway's Config (e.g. routers, ingress)")
+    cmp_.add_argument("--out", default=str(RESULTS / "overhead.json"), help="JSON path; the PNG goes beside it")
+
+    load = sub.add_parser("load", help="open-loop load against one running server")
+    load.add_argument("--url", default="http://127.0.0.1:8000", help="base URL (without /v1)")
+    load.add_argument("--rate", type=float, default=10.0, help="requests per second offered")
+    load.add_argument("--duration", type=float, default=30.0, help="seconds to keep sending")
+    load.add_argument("--models", default="router-random-0.5", help="model names and weights: a=3,b=1")
+    load.add_argument("--prompts", type=Path, help="use these prompts instead of --mix (text or JSONL)")
+    load.add_argument("--max-tokens", type=int, default=16)
+    load.add_argument("--stream-share", type=float, default=0.0, help="share of requests sent with stream=True")
+    load.add_argument("--max-in-flight", type=int, default=2048, help="cap on concurrent requests")
+    load.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
+    load.add_argument("--even", action="store_true", help="evenly spaced arrivals instead of Poisson")
+    load.add_argument("--api-key", default=None, help="Bearer key sent to the gateway")
+    load.add_argument("--json", type=Path, help="also write the figures here ('-': stdout only)")
+    for p in (cmp_, load):
+        p.add_argument("--mix", default="gsm8k=1,mt_bench=1,arena=1,mmlu=1",
+                       help=f"prompt sources and weights ({', '.join(SOURCES)})")
+        p.add_argument("--data-dir", type=Path, default=DATA, help="routeray's shared data folder")
+        p.add_argument("--seed", type=int, default=0)
+
+    be = sub.add_parser("backend", help="run the loopback OpenAI backend")
+    be.add_argument("--port", type=int, required=True)
+    rl = sub.add_parser("routellm", help="run the RouteLLM-style server")
+    rl.add_argument("--port", type=int, required=True)
+    rl.add_argument("--router", default="random")
+    rl.add_argument("--upstream", required=True, help="OpenAI base URL both tiers go to")
+
+    args = ap.parse_args(argv)
+    run = {"compare": compare_main, "load": load_main, "backend": backend_main, "routellm": routellm_main}
+    return run[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

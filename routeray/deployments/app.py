@@ -19,9 +19,15 @@ from routeray.config import Config, EngineConfig
 log = logging.getLogger(__name__)
 
 
-# Scorer batching is changed at run time through user_config; leaving it out of the ingress's init args
-# keeps such a change from restarting the ingress.
-_BATCH_KNOBS = {"routers": {"__all__": {"max_batch_size", "batch_wait_timeout_s"}}}
+def ingress_args(cfg: Config) -> dict[str, Any]:
+    """The ingress's init args: the config without the batching knobs of routers scored in their own
+    deployment (those change at run time through the scorer's user_config; leaving them out keeps such a
+    change from restarting the ingress). Routers scored in the ingress keep theirs: the ingress batches them."""
+    args = cfg.model_dump()
+    for router in args["routers"]:
+        if router["placement"] == "deployment":
+            del router["max_batch_size"], router["batch_wait_timeout_s"]
+    return args
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -30,14 +36,14 @@ def build_app(args: dict[str, Any]) -> Application:
     from routeray.deployments.scorer import scorer_deployment
 
     cfg = Config.model_validate(args or {}).resolved()
-    scorers = {r.router: scorer_deployment(r) for r in cfg.routers}
+    scorers = {r.router: scorer_deployment(r) for r in cfg.routers if r.placement == "deployment"}
     ing = cfg.ingress
     gateway: Any = Gateway  # a serve.Deployment once decorated
     return gateway.options(
         num_replicas=ing.num_replicas,
         max_ongoing_requests=ing.max_ongoing_requests,
         ray_actor_options={"num_cpus": ing.num_cpus},
-    ).bind(cfg.model_dump(exclude=_BATCH_KNOBS), scorers)
+    ).bind(ingress_args(cfg), scorers)
 
 
 def engine_llm_config(engine: EngineConfig) -> Any:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +63,56 @@ def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None
         time.sleep(0.5)
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def haproxy_env() -> dict[str, str]:
+    """Ray 2.60 environment for ``http_proxy: haproxy``: HAProxy on the HTTP port, ingress replicas serving
+    HTTP themselves (no Python proxy, no proxy -> replica call, no body pulled back from the proxy), user code
+    on the replica's main loop, gRPC between deployments. The short drain suits a local run (nothing in front
+    to deregister from); HAProxy's stats, metrics and fallback-proxy ports are free ones, so several gateways
+    can share a machine."""
+    return {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        **{name: str(free_port()) for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                                               "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+                                               "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")},
+    }
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    """``extra`` in os.environ for the block (Ray's processes inherit it when ray.init starts them); the
+    caller's values win, and nothing leaks into later Ray starts in this process."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update({k: v for k, v in extra.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
 def _start_serve(cfg: Config, ray_init: dict[str, Any] | None) -> None:
     import ray
     from ray import serve
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if not ray.is_initialized():
-        ray.init(**(ray_init or {"include_dashboard": False}))
+    if ray.is_initialized():
+        if cfg.http_proxy == "haproxy":
+            log.warning("Ray is already running: http_proxy=haproxy needs Ray started with %s; using its setting",
+                        ", ".join(haproxy_env()))
+    else:
+        with _environ(haproxy_env() if cfg.http_proxy == "haproxy" else {}):
+            ray.init(**(ray_init or {"include_dashboard": False}))
     serve.start(http_options={"host": cfg.http_host, "port": cfg.http_port})
 
 

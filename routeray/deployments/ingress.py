@@ -28,6 +28,7 @@ from routeray.deployments.backends import OpenAIBackend
 from routeray.deployments.protocol import APIError, ChatCompletionRequest
 from routeray.deployments.service import RoutingService, Score
 from routeray.metrics import GatewayMetrics
+from routeray.sdk import _LocalScorers
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,13 @@ class Gateway:
 
     def __init__(self, config: dict[str, Any], scorers: dict[str, Any]):
         self.cfg = Config.model_validate(config)
-        self._scorers = scorers
+        self._scorers = scorers  # Serve handles of the routers scored in their own deployment
+        local = [r for r in self.cfg.routers if r.placement == "ingress"]
+        # Routers scored here share the SDK's in-process scorers: a continuous batcher per router, the
+        # router's score() in a worker thread. Loaded now, so the first request does not pay for it.
+        self._local = _LocalScorers(self.cfg.model_copy(update={"routers": local})) if local else None
+        for r in local:
+            self._local._router(r.router).score(["warm-up"])  # type: ignore[union-attr]
         backends: dict[Tier, OpenAIBackend] = {"strong": OpenAIBackend(self.cfg.strong, "strong"),
                                                "weak": OpenAIBackend(self.cfg.weak, "weak")}
         self.metrics = GatewayMetrics()
@@ -133,6 +140,9 @@ class Gateway:
                  self.cfg.strong.name, self.cfg.strong.base_url, self.cfg.weak.name, self.cfg.weak.base_url)
 
     async def _score(self, router: str, prompt: str) -> Score:
+        if router not in self._scorers:
+            assert self._local is not None  # every configured router is in one of the two
+            return await self._local(router, prompt)
         value, batch, seconds = await self._scorers[router].score.remote(prompt)
         return Score(value=value, batch_size=batch, latency_s=seconds)
 

@@ -1,0 +1,78 @@
+"""The gateway's fast path on real Ray Serve: HAProxy in front of an ingress that serves HTTP itself
+(``http_proxy: haproxy``) and the router scored inside the ingress (``placement: ingress``). Every behaviour
+test of ``test_gateway_faults`` runs again here against it (routing, streaming, pass-through, percentage
+routing, OpenAI error shapes, fallbacks, metrics), and shutting down leaves no HAProxy behind."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
+from tests.integration.conftest import _alive, _children_named
+from tests.integration.fake_openai import FakeOpenAI, free_port
+from tests.integration.test_gateway_faults import (  # noqa: F401 - collected here against the fast path
+    Env,
+    _ok_modes,
+    test_async_client_spreads_over_both_tiers,
+    test_bad_requests_get_openai_errors,
+    test_broken_stream_ends_with_an_error,
+    test_fields_pass_through,
+    test_metrics_after_traffic,
+    test_models_and_health,
+    test_openai_client_raises_typed_errors,
+    test_percentage_routing_holds_the_share,
+    test_routes_to_the_right_tier,
+    test_streaming_matches_openai,
+    test_strong_failure_falls_back_to_weak,
+    test_strong_failure_falls_back_when_streaming,
+    test_upstream_rejection_is_passed_back_not_retried_elsewhere,
+    test_weak_failure_is_a_clear_error_not_a_hang,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def env(clean_ray: None) -> Iterator[Env]:
+    from routeray.deployments.cli import start, stop
+
+    strong = FakeOpenAI("fake-strong").start()
+    weak = FakeOpenAI("fake-weak").start()
+    fast = {"timeout_s": 4, "read_timeout_s": 1.5, "connect_timeout_s": 1, "max_retries": 1, "backoff_s": 0.05}
+    cfg = Config(
+        http_port=free_port(),
+        http_proxy="haproxy",
+        routers=[ScorerConfig(router="random", placement="ingress", max_batch_size=32)],
+        engine=EngineConfig(enabled=False),
+        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
+        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
+        routing=RoutingConfig(percent_min_samples=20, percent_window=500, scorer_timeout_s=20),
+        ingress={"max_body_bytes": 64_000},
+    )
+    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
+    yield Env(f"http://127.0.0.1:{cfg.http_port}", strong, weak, cfg)
+    haproxy = _children_named("haproxy")
+    assert haproxy, "HAProxy was not running: the fast path was not taken"
+    t0 = time.monotonic()
+    stop()
+    while any(_alive(p) for p in haproxy) and time.monotonic() - t0 < 30:
+        time.sleep(0.5)
+    strong.stop()
+    weak.stop()
+    assert not any(_alive(p) for p in haproxy), "HAProxy outlived Serve's shutdown"
+    assert time.monotonic() - t0 < 30
+
+
+def test_no_scorer_deployment_and_no_serve_proxy_in_the_path(env: Env) -> None:
+    from ray import serve
+
+    deployments = serve.status().applications["routeray"].deployments
+    assert set(deployments) == {"Gateway"}
+    # HAProxy answers on the configured port and hands requests straight to the ingress replica
+    assert httpx.get(f"{env.url}/health").json()["routers"] == ["random"]
+    assert env.client.chat.completions.create(model="router-random-1", messages=[
+        {"role": "user", "content": "hi"}]).model == "fake-weak"

@@ -1,6 +1,8 @@
-"""The ``bert`` router (RouteLLM sec. 4): a fine-tuned encoder with a 3-class head over
-``(strong wins, tie, weak wins)``; the score is ``P(strong wins) + tie_share * P(tie)`` (see
-:mod:`routeray.train.neural` for the labels and why ``tie_share`` defaults to 0.5).
+"""The ``bert`` router (RouteLLM sec. 4): a fine-tuned encoder whose head gives (strong wins, tie, weak
+wins) probabilities; the score is ``P(strong wins) + tie_share * P(tie)`` (see :mod:`routeray.train.neural`
+for the labels and why ``tie_share`` defaults to 0.5). The head is either the paper's 3-class classifier
+(``head: three_class``) or one output per model, P(correct) (``head: per_model``, the default, see
+:mod:`routeray.train.bert`), read for the requested strong and weak models.
 
 The artifact keeps a Hugging Face model folder under ``<artifact>/model/`` (safetensors + tokenizer) and
 ``config.json`` with the hyper-parameters, the pair, the training report and the SHA-256 of every weight
@@ -20,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
-from routeray.errors import ArtifactError
+from routeray.errors import ArtifactError, RouterayError
 from routeray.routers.base import Router
 from routeray.routers.embedders import length_sorted_batches
 
@@ -85,19 +87,55 @@ def check_pair(artifact: Artifact, overrides: dict[str, Any]) -> None:
                         side, known, asked)
 
 
-def predict_class_probs(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_length: int,
-                        batch_size: int, device: str) -> np.ndarray:
-    """``(N, 3)`` class probabilities from a sequence-classification model, in batches sorted by length."""
+def _predict_batches(model: Any, tokenizer: Any, prompts: Sequence[str], transform: Any, width: int, *,
+                     max_length: int, batch_size: int, device: str) -> np.ndarray:
+    """``(N, width)`` = ``transform(logits)`` of a sequence-classification model, in batches sorted by length."""
     import torch
 
-    out = np.zeros((len(prompts), 3), dtype=np.float64)
+    out = np.zeros((len(prompts), width), dtype=np.float64)
     with torch.inference_mode():
         for idx in length_sorted_batches(prompts, batch_size):
             batch = tokenizer([prompts[i] for i in idx], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt").to(device)
-            logits = model(**batch).logits.float()
-            out[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+            out[idx] = transform(model(**batch).logits.float()).cpu().numpy()
     return out
+
+
+def predict_class_probs(model: Any, tokenizer: Any, prompts: Sequence[str], *, max_length: int,
+                        batch_size: int, device: str) -> np.ndarray:
+    """``(N, 3)`` class probabilities from a 3-class sequence-classification model."""
+    import torch
+
+    return _predict_batches(model, tokenizer, prompts, lambda x: torch.softmax(x, dim=-1), 3,
+                            max_length=max_length, batch_size=batch_size, device=device)
+
+
+def predict_correctness(model: Any, tokenizer: Any, prompts: Sequence[str], columns: Sequence[int], *,
+                        max_length: int, batch_size: int, device: str) -> np.ndarray:
+    """``(N, len(columns))`` P(correct) of the given outputs of a ``per_model`` head."""
+    import torch
+
+    cols = list(columns)
+    return _predict_batches(model, tokenizer, prompts, lambda x: torch.sigmoid(x[:, cols]), len(cols),
+                            max_length=max_length, batch_size=batch_size, device=device)
+
+
+def head_indices(models: Sequence[str], strong: str, weak: str, aliases: dict[str, str] | None,
+                 fallback: tuple[str, str] | None = None) -> tuple[int, int]:
+    """Outputs of the strong and weak models in a ``per_model`` head. A model the head does not know is
+    mapped by ``aliases`` or its canonical name; failing that it falls back to ``fallback``'s model of that
+    side with a warning, or, without a fallback (training), is a clear error."""
+    from routeray.routers.mf import ModelResolver
+
+    resolver = ModelResolver(models, aliases)
+    out = []
+    for side, name, default in (("strong", strong, fallback and fallback[0]), ("weak", weak, fallback and fallback[1])):
+        known = resolver.resolve(name, default or "")
+        if not known:
+            raise RouterayError(f"the {side} model {name!r} has no labels in the training data; map it to a "
+                                f"known model with model_aliases={{{name!r}: <model>}} (known: {', '.join(models)})")
+        out.append(resolver.index(known, known))
+    return out[0], out[1]
 
 
 class ThreeClassRouter(Router):
@@ -136,21 +174,25 @@ class ThreeClassRouter(Router):
 
 
 class BertRouter(ThreeClassRouter):
-    """Scores prompts with a fine-tuned encoder classifier; the model loads in :meth:`load`, not at import."""
+    """Scores prompts with a fine-tuned encoder; the model loads in :meth:`load`, not at import."""
 
     name: ClassVar[str] = "bert"
 
-    def __init__(self, artifact: Artifact, model: Any, tokenizer: Any, device: str, batch_size: int = 32):
+    def __init__(self, artifact: Artifact, model: Any, tokenizer: Any, device: str, batch_size: int = 32,
+                 head_pair: tuple[int, int] | None = None):
+        """``head_pair``: the strong and weak outputs of a ``per_model`` head; None for a 3-class head."""
         super().__init__(artifact)
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = int(batch_size)
         self.max_length = int(artifact.config.get("max_length", 256))
+        self.head_pair = head_pair
 
     @classmethod
     def load(cls, artifact_dir: Path | None, **overrides: Any) -> BertRouter:
-        """Load from an artifact directory. Overrides: ``device`` (default cuda if available), ``batch_size``."""
+        """Load from an artifact directory. Overrides: ``device`` (default cuda if available), ``batch_size``,
+        ``strong_model``, ``weak_model``, ``model_aliases``."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -159,16 +201,34 @@ class BertRouter(ThreeClassRouter):
         if artifact_dir is None:
             raise ArtifactError("the bert router needs a trained artifact directory")
         artifact = load_artifact(artifact_dir, expect_router=cls.name)
+        cfg = artifact.config
         model_dir = verify_model_dir(artifact, "bert")
-        check_pair(artifact, overrides)
         device = pick_device(overrides.get("device"))
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), dtype=torch.float32)
-        if model.config.num_labels != 3:
-            raise ArtifactError(f"{model_dir} has {model.config.num_labels} labels, the bert router needs 3")
+        head_pair = None
+        if cfg.get("head", "three_class") == "per_model":
+            models = list(cfg["models"])
+            expected = len(models)
+            aliases = {**cfg.get("model_aliases", {}), **(overrides.get("model_aliases") or {})}
+            head_pair = head_indices(models, overrides.get("strong_model") or cfg["strong_model"],
+                                     overrides.get("weak_model") or cfg["weak_model"], aliases,
+                                     fallback=(cfg["strong_model"], cfg["weak_model"]))
+        else:
+            expected = 3
+            check_pair(artifact, overrides)
+        if model.config.num_labels != expected:
+            raise ArtifactError(f"{model_dir} has {model.config.num_labels} outputs, its config.json says "
+                                f"{expected}; retrain the router")
         model.to(device).eval()
-        return cls(artifact, model, tokenizer, device, overrides.get("batch_size", 32))
+        return cls(artifact, model, tokenizer, device, overrides.get("batch_size", 32), head_pair)
 
     def _predict(self, prompts: list[str]) -> np.ndarray:
-        return predict_class_probs(self.model, self.tokenizer, prompts, max_length=self.max_length,
-                                   batch_size=self.batch_size, device=self.device)
+        if self.head_pair is None:
+            return predict_class_probs(self.model, self.tokenizer, prompts, max_length=self.max_length,
+                                       batch_size=self.batch_size, device=self.device)
+        from routeray.train.neural import three_class_from_correctness
+
+        p = predict_correctness(self.model, self.tokenizer, prompts, self.head_pair, max_length=self.max_length,
+                                batch_size=self.batch_size, device=self.device)
+        return three_class_from_correctness(p[:, 0], p[:, 1])

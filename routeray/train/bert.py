@@ -1,7 +1,14 @@
-"""Train the ``bert`` router: fine-tune an encoder (MiniLM by default) with a 3-class head.
+"""Train the ``bert`` router: fine-tune an encoder (MiniLM by default).
 
-Labels, source balance and the score are described in :mod:`routeray.train.neural`. Validation is split by
-prompt; the checkpoint with the best validation APGR is kept.
+Two heads (``head``): ``per_model`` (default) has one output per model, P(model answers correctly |
+prompt), learned from every model's golden labels, with pairwise judgments as Bradley–Terry terms on the
+outputs (``judgment_weight``); the router reads the strong and weak models' outputs and scores
+``(1 + p_strong − p_weak) / 2``. ``three_class`` is the paper's classifier over (strong wins, tie, weak
+wins) for the configured pair's tiers. Keeping each model's own labels, rather than pooling them into one
+"strong beat weak" label, is what made embedding routers rank held-out sources and the MMLU sample the
+right way round (``bench/quality_probe.md``). Labels, source balance and the score are described in
+:mod:`routeray.train.neural`. Validation is split by prompt and scored on the pair's 3-class labels; the
+checkpoint with the best validation APGR is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Any
 
 from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
 from routeray.data.schema import PreferenceData
+from routeray.errors import RouterayError
 from routeray.train import neural
 
 log = logging.getLogger(__name__)
@@ -23,12 +31,14 @@ DEFAULTS: dict[str, Any] = {
     "strong_model": "gpt-4-1106-preview",
     "weak_model": "mistralai/Mixtral-8x7B-Instruct-v0.1",
     "base_model": None,  # a local HF encoder folder; None: all-MiniLM-L6-v2 from its PyPI package
+    "head": "per_model",  # or "three_class" (the paper's)
+    "judgment_weight": 0.1,  # per_model: weight of the pairwise judgments against the golden labels
     "use_tiers": True,
     "n_tiers": 10,
     "strong_tier": None,
     "weak_tier": None,
     "model_aliases": {},
-    "per_source_cap": 300,
+    "per_source_cap": 1000,
     "source_weights": {},
     "val_fraction": 0.1,
     "max_length": 128,
@@ -44,8 +54,9 @@ DEFAULTS: dict[str, Any] = {
 
 
 def prepare_examples(data: PreferenceData, cfg: dict[str, Any], seed: int
-                     ) -> tuple[neural.PairSpec, neural.PairExamples, neural.PairExamples]:
-    """Split ``data`` by prompt, fit tiers on the training side, and build both sides' examples."""
+                     ) -> tuple[neural.PairSpec, neural.PairExamples, neural.PairExamples, PreferenceData]:
+    """Split ``data`` by prompt, fit tiers on the training side, and build both sides' examples; also
+    returns the training side itself."""
     from routeray.data.splits import split_by_prompt
 
     train_data, val_data = split_by_prompt(data, float(cfg["val_fraction"]), seed)
@@ -58,15 +69,15 @@ def prepare_examples(data: PreferenceData, cfg: dict[str, Any], seed: int
     val_ex = neural.build_examples(val_data, pair, val_cfg, seed)
     log.info("%d training and %d validation prompts (%d/%d judgments)", len(train_ex), len(val_ex),
              train_ex.n_judgments, val_ex.n_judgments)
-    return pair, train_ex, val_ex
+    return pair, train_ex, val_ex, train_data
 
 
-def base_report(pair: neural.PairSpec, train_ex: neural.PairExamples, val_ex: neural.PairExamples
-                ) -> dict[str, Any]:
+def base_report(router: str, pair: neural.PairSpec, train_ex: neural.PairExamples,
+                val_ex: neural.PairExamples) -> dict[str, Any]:
     def by_family(ex: neural.PairExamples) -> dict[str, int]:
         return {f: ex.sources.count(f) for f in sorted(set(ex.sources))}
 
-    return {"n_train": len(train_ex), "n_val": len(val_ex), "n_train_prompts": len(train_ex),
+    return {"router": router, "n_train": len(train_ex), "n_val": len(val_ex), "n_train_prompts": len(train_ex),
             "n_val_prompts": len(val_ex), "train_sources": by_family(train_ex),
             "val_sources": by_family(val_ex), "n_train_judgments": train_ex.n_judgments,
             "pair": pair.to_json()}
@@ -78,19 +89,36 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from routeray.routers.bert import MODEL_DIR, predict_class_probs, weight_files_digest
+    from routeray.routers.bert import (
+        MODEL_DIR,
+        head_indices,
+        predict_class_probs,
+        predict_correctness,
+        weight_files_digest,
+    )
     from routeray.routers.embedders import minilm_path
 
     started = time.monotonic()
     cfg = neural.merge_config(DEFAULTS, config)
+    if cfg["head"] not in ("per_model", "three_class"):
+        raise RouterayError(f"head={cfg['head']!r}: expected 'per_model' or 'three_class'")
     neural.set_seed(seed)
-    pair, train_ex, val_ex = prepare_examples(data, cfg, seed)
+    pair, train_ex, val_ex, train_data = prepare_examples(data, cfg, seed)
     base = Path(cfg["base_model"]) if cfg["base_model"] else minilm_path()
     device = neural.pick_device(cfg["device"])
     tokenizer = AutoTokenizer.from_pretrained(str(base))
+    per_model = cfg["head"] == "per_model"
+    if per_model:
+        models = neural.head_models(train_data)
+        fit_ex: neural.PairExamples | neural.ModelExamples = neural.build_model_examples(
+            train_data, models, cfg, seed)
+        i_strong, i_weak = head_indices(models, pair.strong_model, pair.weak_model, cfg["model_aliases"])
+        labels: dict[int, str] = dict(enumerate(models))
+    else:
+        models, fit_ex, labels = [], train_ex, dict(enumerate(neural.LABELS))
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(base), num_labels=3, id2label=dict(enumerate(neural.LABELS)),
-        label2id={n: i for i, n in enumerate(neural.LABELS)}, dtype=torch.float32).to(device)
+        str(base), num_labels=len(labels), id2label=labels, label2id={n: i for i, n in labels.items()},
+        dtype=torch.float32).to(device)
     max_len = int(cfg["max_length"])
 
     def class_logits(prompts: list[str]) -> torch.Tensor:
@@ -99,27 +127,38 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         return model(**batch).logits
 
     def score(prompts: list[str]) -> Any:
-        probs = predict_class_probs(model, tokenizer, prompts, max_length=max_len,
-                                    batch_size=int(cfg["infer_batch_size"]), device=device)
+        if per_model:
+            probs = predict_correctness(model, tokenizer, prompts, [i_strong, i_weak], max_length=max_len,
+                                        batch_size=int(cfg["infer_batch_size"]), device=device)
+            probs = neural.three_class_from_correctness(probs[:, 0], probs[:, 1])
+        else:
+            probs = predict_class_probs(model, tokenizer, prompts, max_length=max_len,
+                                        batch_size=int(cfg["infer_batch_size"]), device=device)
         return neural.score_from_probs(probs, float(cfg["tie_share"]))
 
-    result = neural.fit(model, class_logits, score, train_ex, val_ex, cfg, seed=seed, progress=progress,
-                        desc="training bert")
+    loss_fn = neural.per_model_loss(fit_ex, float(cfg["judgment_weight"])) \
+        if isinstance(fit_ex, neural.ModelExamples) else None
+    result = neural.fit(model, class_logits, score, fit_ex, val_ex, cfg, seed=seed, progress=progress,
+                        desc="training bert", loss_fn=loss_fn)
     out_dir = Path(out_dir)
     model_dir = out_dir / MODEL_DIR
     model.save_pretrained(str(model_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(model_dir))
-    report = base_report(pair, train_ex, val_ex)
+    report = base_report("bert", pair, train_ex, val_ex)
+    if isinstance(fit_ex, neural.ModelExamples):
+        report.update({"n_train": len(fit_ex), "n_train_prompts": len(fit_ex),
+                       "train_sources": {f: fit_ex.sources.count(f) for f in sorted(set(fit_ex.sources))},
+                       "n_train_judgments": int(len(fit_ex.judgments))})
     report.update({"validation": neural.apgr_report(score(val_ex.prompts), val_ex) if len(val_ex) else {},
                    "best_step": result.best_step, "history": result.history,
                    "train_seconds": round(result.seconds, 1), "seconds": round(time.monotonic() - started, 1),
                    "device": device})
     saved_cfg = {**cfg, "base_model": str(base), "model_type": model.config.model_type,
-                 "labels": list(neural.LABELS), "model_files": weight_files_digest(model_dir),
+                 "labels": list(labels.values()), "models": models, "model_files": weight_files_digest(model_dir),
                  "strong_model": pair.strong_model, "weak_model": pair.weak_model, "seed": seed}
-    tensors = {"train_embeddings": neural.training_embeddings(train_ex.prompts, progress)}
+    tensors = {"train_embeddings": neural.training_embeddings(fit_ex.prompts, progress)}
     artifact = Artifact(router="bert", config=saved_cfg, tensors=tensors, embedder=None,
-                        data_fingerprint=fingerprint_texts(train_ex.prompts, {"targets": train_ex.targets.sum(0)}),
+                        data_fingerprint=fingerprint_texts(fit_ex.prompts, {"targets": fit_ex.targets.sum(0)}),
                         report=report)
     save_artifact(artifact, out_dir)
     log.info("bert router written to %s (validation APGR %s)", out_dir, report["validation"].get("apgr"))

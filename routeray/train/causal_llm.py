@@ -79,7 +79,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     started = time.monotonic()
     cfg = neural.merge_config(DEFAULTS, config)
     neural.set_seed(seed)
-    pair, train_ex, val_ex = prepare_examples(data, cfg, seed)
+    pair, train_ex, val_ex, _ = prepare_examples(data, cfg, seed)
     base = Path(cfg["base_model"]) if cfg["base_model"] else smollm2_path()
     device = neural.pick_device(cfg["device"])
     tokenizer = AutoTokenizer.from_pretrained(str(base))
@@ -107,7 +107,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     model.config.use_cache = True
     model.save_pretrained(str(model_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(model_dir))
-    report = base_report(pair, train_ex, val_ex)
+    report = base_report("causal_llm", pair, train_ex, val_ex)
     report.update({"validation": neural.apgr_report(score(val_ex.prompts), val_ex) if len(val_ex) else {},
                    "best_step": result.best_step, "history": result.history,
                    "trainable_params": n_trainable, "train_seconds": round(result.seconds, 1),

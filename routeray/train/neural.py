@@ -1,5 +1,10 @@
 """What the two neural routers (``bert``, ``causal_llm``) share: training labels, the training loop, metrics.
 
+Two kinds of targets. Per model (:class:`ModelExamples`, ``bert``'s default head): each model's golden
+correctness on a prompt, with pairwise judgments as Bradley–Terry terms on the outputs
+(:func:`per_model_loss`); a (strong, weak) pair is read from two outputs as independent correctness
+(:func:`three_class_from_correctness`). Three classes for one pair (:class:`PairExamples`, the paper's):
+
 Labels (RouteLLM paper, sec. 4): for a configured (strong, weak) pair, every judgment between a model of the
 strong model's tier and a model of the weak model's tier (tiers from a Bradley–Terry fit, see
 :mod:`routeray.data.tiers`) becomes a distribution over three classes ``(strong wins, tie, weak wins)``:
@@ -210,6 +215,15 @@ def build_examples(data: PreferenceData, pair: PairSpec, cfg: dict[str, Any], se
     for prompt in sorted(sums):
         if counts[prompt] > 0:
             by_family[source_of[prompt]].append(prompt)
+    prompts, weights, sources = cap_by_family(by_family, cfg, seed)
+    targets = np.stack([sums[p] / counts[p] for p in prompts]) if prompts else np.zeros((0, 3))
+    return PairExamples(prompts, targets, weights, sources, n_used)
+
+
+def cap_by_family(by_family: dict[str, list[str]], cfg: dict[str, Any], seed: int
+                  ) -> tuple[list[str], np.ndarray, list[str]]:
+    """At most ``per_source_cap`` prompts per source family (drawn with ``seed``), each weighted by its
+    family's ``source_weights`` entry (default 1). Returns prompts, weights and families."""
     rng = random.Random(seed)
     cap = cfg.get("per_source_cap")
     weights_cfg = cfg.get("source_weights") or {}
@@ -223,8 +237,115 @@ def build_examples(data: PreferenceData, pair: PairSpec, cfg: dict[str, Any], se
         prompts += chosen
         weights += [float(weights_cfg.get(family, 1.0))] * len(chosen)
         sources += [family] * len(chosen)
-    targets = np.stack([sums[p] / counts[p] for p in prompts]) if prompts else np.zeros((0, 3))
-    return PairExamples(prompts, targets, np.asarray(weights, dtype=np.float64), sources, n_used)
+    return prompts, np.asarray(weights, dtype=np.float64), sources
+
+
+@dataclass
+class ModelExamples:
+    """Targets for the ``per_model`` head, one row per prompt: each model's golden correctness (``mask``
+    marks the labelled cells; graded scores are soft targets) and the prompt's pairwise judgments as
+    Bradley–Terry terms ``(row, a, b, P(a beats b), weight)`` on the heads' logits."""
+
+    prompts: list[str]
+    models: list[str]
+    targets: np.ndarray  # (N, M)
+    mask: np.ndarray  # (N, M), 1.0 where labelled
+    weights: np.ndarray  # (N,)
+    sources: list[str]
+    judgments: np.ndarray  # (K, 5)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def head_models(data: PreferenceData) -> list[str]:
+    """Every model with a golden label or a judgment in ``data``, sorted: the ``per_model`` head's outputs."""
+    names = {g.model for g in data.golden}
+    for j in data.judgments:
+        names.update((j.model_a, j.model_b))
+    return sorted(names)
+
+
+def build_model_examples(data: PreferenceData, models: list[str], cfg: dict[str, Any], seed: int
+                         ) -> ModelExamples:
+    """Per-model examples for ``data`` (see :class:`ModelExamples`); prompts capped per source family as in
+    :func:`build_examples`. Judgments count with ``judgment_weight`` times their own weight."""
+    col = {m: i for i, m in enumerate(models)}
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, np.ndarray] = {}
+    source_of: dict[str, str] = {}
+    for g in data.golden:
+        if g.model not in col:
+            continue
+        if g.prompt not in sums:
+            sums[g.prompt], counts[g.prompt] = np.zeros(len(models)), np.zeros(len(models))
+        sums[g.prompt][col[g.model]] += g.score
+        counts[g.prompt][col[g.model]] += 1
+        source_of.setdefault(g.prompt, source_family(g.source))
+    pairs: dict[str, list[tuple[int, int, float, float]]] = defaultdict(list)
+    jw = float(cfg.get("judgment_weight", 1.0))
+    if jw > 0:
+        for j in data.judgments:
+            if j.model_a in col and j.model_b in col and j.model_a != j.model_b:
+                pairs[j.prompt].append((col[j.model_a], col[j.model_b], float(j.p_a), jw * float(j.weight)))
+                source_of.setdefault(j.prompt, source_family(j.source))
+    by_family: dict[str, list[str]] = defaultdict(list)
+    for prompt in sorted(set(sums) | set(pairs)):
+        by_family[source_of[prompt]].append(prompt)
+    prompts, weights, sources = cap_by_family(by_family, cfg, seed)
+    targets = np.zeros((len(prompts), len(models)))
+    mask = np.zeros((len(prompts), len(models)))
+    rows: list[tuple[float, float, float, float, float]] = []
+    for i, prompt in enumerate(prompts):
+        if prompt in sums:
+            labelled = counts[prompt] > 0
+            targets[i, labelled] = sums[prompt][labelled] / counts[prompt][labelled]
+            mask[i] = labelled
+        rows += [(i, a, b, p, w) for a, b, p, w in pairs.get(prompt, [])]
+    judgments = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+    return ModelExamples(prompts, models, targets, mask, weights, sources, judgments)
+
+
+def per_model_loss(train: ModelExamples, judgment_weight: float) -> Callable[[Any, np.ndarray], Any]:
+    """Loss for a batch of :class:`ModelExamples` rows ``idx`` given the heads' ``(B, M)`` logits: masked
+    binary cross-entropy on the golden cells (prompt-weighted mean) plus ``judgment_weight`` times the
+    weighted mean Bradley–Terry loss ``BCE(σ(l_a − l_b), P(a beats b))`` of the batch's judgments."""
+    import torch
+
+    f = torch.nn.functional
+    by_row: dict[int, list[int]] = defaultdict(list)
+    for k, row in enumerate(train.judgments[:, 0].astype(int)):
+        by_row[int(row)].append(k)
+
+    def loss(logits: Any, idx: np.ndarray) -> Any:
+        logits = logits.float()
+        dev = logits.device
+        target = torch.as_tensor(train.targets[idx], dtype=torch.float32, device=dev)
+        cell_w = torch.as_tensor(train.mask[idx] * train.weights[idx, None], dtype=torch.float32, device=dev)
+        bce = f.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        total = (bce * cell_w).sum() / cell_w.sum().clamp(min=1e-9)
+        ks = [k for pos, row in enumerate(idx) for k in by_row.get(int(row), [])]
+        if ks and judgment_weight > 0:
+            pos_of = {int(row): pos for pos, row in enumerate(idx)}
+            j = train.judgments[ks]
+            pos = torch.as_tensor([pos_of[int(r)] for r in j[:, 0]], device=dev)
+            a = torch.as_tensor(j[:, 1].astype(int), device=dev)
+            b = torch.as_tensor(j[:, 2].astype(int), device=dev)
+            p = torch.as_tensor(j[:, 3], dtype=torch.float32, device=dev)
+            w = torch.as_tensor(j[:, 4] * train.weights[j[:, 0].astype(int)], dtype=torch.float32, device=dev)
+            bt = f.binary_cross_entropy_with_logits(logits[pos, a] - logits[pos, b], p, reduction="none")
+            total = total + judgment_weight * (bt * w).sum() / w.sum().clamp(min=1e-9)
+        return total
+
+    return loss
+
+
+def three_class_from_correctness(p_strong: np.ndarray, p_weak: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` (strong wins, tie, weak wins) from each model's P(correct), taken as independent — the
+    golden-label rule: strong right and weak wrong is a strong win, both right or both wrong a tie. With
+    ``tie_share = 0.5`` the score is ``(1 + p_strong − p_weak) / 2``."""
+    ps, pw = np.asarray(p_strong, dtype=np.float64), np.asarray(p_weak, dtype=np.float64)
+    return np.stack([ps * (1 - pw), ps * pw + (1 - ps) * (1 - pw), pw * (1 - ps)], axis=1)
 
 
 def apgr_report(scores: np.ndarray, examples: PairExamples, n_seeds: int = 100) -> dict[str, Any]:
@@ -262,13 +383,14 @@ class FitResult:
 
 
 def fit(module: Any, class_logits: Callable[[list[str]], Any], score: Callable[[list[str]], np.ndarray],
-        train: PairExamples, val: PairExamples, cfg: dict[str, Any], *, seed: int, progress: bool,
-        desc: str) -> FitResult:
-    """Train ``module`` on soft 3-class targets; evaluate validation APGR ``evals_per_epoch`` times per
-    epoch and restore the parameters of the best evaluation (model selection on validation APGR).
+        train: PairExamples | ModelExamples, val: PairExamples, cfg: dict[str, Any], *, seed: int,
+        progress: bool, desc: str, loss_fn: Callable[[Any, np.ndarray], Any] | None = None) -> FitResult:
+    """Train ``module``; evaluate validation APGR ``evals_per_epoch`` times per epoch and restore the
+    parameters of the best evaluation (model selection on validation APGR).
 
-    ``class_logits(prompts)`` returns a ``(len(prompts), 3)`` tensor of logits with gradients;
-    ``score(prompts)`` returns P(strong wins) in eval mode (batched, no gradients).
+    ``class_logits(prompts)`` returns a tensor of logits with gradients, ``(len(prompts), 3)`` for the soft
+    3-class targets of a :class:`PairExamples`; with ``loss_fn(logits, idx)`` (e.g. :func:`per_model_loss`)
+    any head and targets. ``score(prompts)`` returns P(strong wins) in eval mode (batched, no gradients).
     """
     import torch
     from tqdm.auto import tqdm
@@ -297,10 +419,7 @@ def fit(module: Any, class_logits: Callable[[list[str]], Any], score: Callable[[
         for i, idx in enumerate(batches):
             module.train()
             logits = class_logits([train.prompts[k] for k in idx])
-            target = torch.as_tensor(train.targets[idx], dtype=torch.float32, device=logits.device)
-            weight = torch.as_tensor(train.weights[idx], dtype=torch.float32, device=logits.device)
-            loss_each = -(target * torch.log_softmax(logits.float(), dim=-1)).sum(-1)
-            loss = (loss_each * weight).sum() / weight.sum().clamp(min=1e-9)
+            loss = (loss_fn or _soft_class_loss(train))(logits, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -326,6 +445,19 @@ def fit(module: Any, class_logits: Callable[[list[str]], Any], score: Callable[[
     module.eval()
     return FitResult(best[0] if best[2] is not None else math.nan, best[1], history,
                      time.monotonic() - start)
+
+
+def _soft_class_loss(train: PairExamples | ModelExamples) -> Callable[[Any, np.ndarray], Any]:
+    """Weighted cross-entropy against the soft 3-class targets of a :class:`PairExamples`."""
+    import torch
+
+    def loss(logits: Any, idx: np.ndarray) -> Any:
+        target = torch.as_tensor(train.targets[idx], dtype=torch.float32, device=logits.device)
+        weight = torch.as_tensor(train.weights[idx], dtype=torch.float32, device=logits.device)
+        loss_each = -(target * torch.log_softmax(logits.float(), dim=-1)).sum(-1)
+        return (loss_each * weight).sum() / weight.sum().clamp(min=1e-9)
+
+    return loss
 
 
 def _length_bucketed_batches(lengths: np.ndarray, batch_size: int, gen: np.random.Generator

@@ -191,3 +191,81 @@ def test_another_pair_is_scored_with_a_warning_not_an_error(tiny_artifact: Path,
                                       weak_model=WEAK)
     assert router.score(PROMPTS[:1]).shape == (1,)
     assert "never-seen-model" in caplog.text
+
+
+def test_per_model_examples_keep_each_models_labels_and_judgments() -> None:
+    q1, q2 = "a question about chemistry", "a question about poetry!"
+    data = PreferenceData(
+        judgments=[Judgment(q2, STRONG, "other-model", 0.25, "alpaca_eval", weight=2.0)],
+        golden=[GoldenLabel(q1, STRONG, 1.0, "mmlu_pro/x"), GoldenLabel(q1, WEAK, 0.0, "mmlu_pro/x"),
+                GoldenLabel(q1, WEAK, 1.0, "mmlu_pro/x")])  # two labels for one cell: their mean
+    models = neural.head_models(data)
+    assert models == sorted([STRONG, WEAK, "other-model"])
+    ex = neural.build_model_examples(data, models, {"per_source_cap": None, "judgment_weight": 0.5}, 0)
+    row = {p: i for i, p in enumerate(ex.prompts)}
+    col = {m: i for i, m in enumerate(models)}
+    assert ex.targets[row[q1], col[STRONG]] == 1.0 and ex.targets[row[q1], col[WEAK]] == 0.5
+    assert ex.mask[row[q1]].tolist() == [1.0 if m in (STRONG, WEAK) else 0.0 for m in models]
+    assert ex.mask[row[q2]].sum() == 0  # judgments only: no golden cell
+    assert ex.judgments.tolist() == [[row[q2], col[STRONG], col["other-model"], 0.25, 1.0]]  # 0.5 x weight 2
+    none = neural.build_model_examples(data, models, {"per_source_cap": None, "judgment_weight": 0.0}, 0)
+    assert none.prompts == [q1] and len(none.judgments) == 0
+
+
+def test_correctness_gives_three_classes_and_the_gap_score() -> None:
+    ps, pw = np.array([0.9, 0.5, 0.1]), np.array([0.2, 0.5, 0.8])
+    probs = neural.three_class_from_correctness(ps, pw)
+    assert np.allclose(probs.sum(1), 1.0) and (probs >= 0).all()
+    assert np.allclose(neural.score_from_probs(probs, 0.5), (1 + ps - pw) / 2)
+
+
+def test_per_model_loss_prefers_the_right_answer() -> None:
+    import torch
+
+    data = PreferenceData(
+        judgments=[Judgment("judged prompt here", STRONG, WEAK, 1.0, "alpaca_eval")],
+        golden=[GoldenLabel("golden prompt here", STRONG, 1.0, "x"), GoldenLabel("golden prompt here", WEAK, 0.0, "x")])
+    models = neural.head_models(data)
+    ex = neural.build_model_examples(data, models, {"per_source_cap": None}, 0)
+    loss = neural.per_model_loss(ex, judgment_weight=1.0)
+    s, w = models.index(STRONG), models.index(WEAK)
+    right = torch.zeros(2, 2)
+    right[:, s], right[:, w] = 4.0, -4.0
+    idx = np.arange(len(ex))
+    assert float(loss(right, idx)) < 0.1 < float(loss(-right, idx))
+
+
+@pytest.fixture(scope="module")
+def three_class_artifact(tiny_bert_base: Path, tiny_slice: PreferenceData,
+                         tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from routeray.train.bert import train
+
+    out = tmp_path_factory.mktemp("bert_three_class")
+    train(tiny_slice, out, seed=0, progress=False,
+          config={"base_model": str(tiny_bert_base), "strong_model": STRONG, "epochs": 1, "max_length": 64,
+                  "batch_size": 8, "val_fraction": 0.2, "head": "three_class"})
+    return out
+
+
+def test_both_heads_train_and_load(tiny_artifact: Path, three_class_artifact: Path) -> None:
+    per_model = json.loads((tiny_artifact / "config.json").read_text())["config"]
+    assert per_model["head"] == "per_model" and set(per_model["models"]) == {STRONG, WEAK}
+    three = json.loads((three_class_artifact / "config.json").read_text())["config"]
+    assert three["head"] == "three_class" and three["labels"] == list(neural.LABELS)
+    for path in (tiny_artifact, three_class_artifact):
+        probs = routeray.load_router("bert", str(path), device="cpu").class_probs(PROMPTS)
+        assert probs.shape == (len(PROMPTS), 3) and np.allclose(probs.sum(1), 1.0)
+
+
+def test_per_model_head_scores_the_pair_asked_for(tiny_artifact: Path) -> None:
+    usual = routeray.load_router("bert", str(tiny_artifact), device="cpu").score(PROMPTS)
+    swapped = routeray.load_router("bert", str(tiny_artifact), device="cpu", strong_model=WEAK,
+                                   weak_model=STRONG).score(PROMPTS)
+    assert np.allclose(usual + swapped, 1.0)  # (1 + ps - pw)/2 mirrored
+
+
+def test_unknown_head_is_refused(tiny_bert_base: Path, tiny_slice: PreferenceData, tmp_path: Path) -> None:
+    from routeray.train.bert import train
+
+    with pytest.raises(RouterayError, match="head='pairwise'"):
+        train(tiny_slice, tmp_path, progress=False, config={"base_model": str(tiny_bert_base), "head": "pairwise"})

@@ -1,9 +1,15 @@
-"""Matrix-factorisation router (RouteLLM paper, section 4.1.2).
+"""Matrix-factorisation router (RouteLLM paper, section 4.1.2), trained on per-model correctness.
 
-A model ``m`` answering prompt ``q`` gets the score ``s(m, q) = w2ᵀ (v_m ⊙ (W1ᵀ e_q + b))`` with a learned
-unit vector ``v_m`` per model, a projection ``W1, b`` of the frozen prompt embedding ``e_q`` and a
-classifier ``w2``; ``P(strong wins) = σ(s(strong, q) − s(weak, q))``. For a fixed pair that difference is
-linear in ``e_q``, so scoring a batch is one matrix-vector product after the embedding.
+A model ``m`` answering prompt ``q`` gets the paper's score ``s(m, q) = w2ᵀ (v_m ⊙ (W1ᵀ e_q + b))`` with a
+learned unit vector ``v_m`` per model, a projection ``W1, b`` of the frozen prompt embedding ``e_q`` and a
+classifier ``w2``. The trainer (:mod:`routeray.train.mf`) fits ``P(m answers q correctly) = σ(s(m, q) + b_m)``
+on every model's golden labels, and pairwise judgments as Bradley–Terry on ``s`` differences.
+
+The router scores ``P(strong wins) + ½ P(tie) = (1 + p_s − p_w) / 2`` with ``p_m = σ(s(m, q) + b_m)``
+(``route_on: correctness``, the default), or ``σ(s(strong, q) − s(weak, q))`` (``route_on: score``, the
+paper's rule). Both were measured on leave-one-source-out folds (``bench/quality.py``, ``docs/evaluation.md``);
+the correctness rule ranked better there. ``s(m, q)`` is linear in ``e_q`` for a fixed model, so scoring a
+batch is one ``(n, D) @ (D, 2)`` product after the embedding.
 """
 
 from __future__ import annotations
@@ -16,10 +22,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
+from routeray.errors import ArtifactError
 from routeray.routers.base import Router
 from routeray.routers.embedders import Embedder, embedder_for_artifact
 
 log = logging.getLogger(__name__)
+
+# config["mf_format"] of artifacts this code reads: 2 = per-model correctness (tensor ``model_bias``, key
+# ``route_on``). Format 1 artifacts (no key) learned only "strong beats weak" and are refused.
+MF_FORMAT = 2
+ROUTING_RULES = ("correctness", "score")
 
 
 def _canonical(name: str) -> str:
@@ -70,14 +82,40 @@ def quantise_unit_rows(emb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(emb, dtype=np.float32) * 127.0), -127, 127).astype(np.int8)
 
 
+def model_direction(tensors: Mapping[str, np.ndarray], i: int) -> tuple[np.ndarray, float]:
+    """``(u, c)`` with ``s(m_i, q) = u · e_q + c`` for the learned tensors."""
+    v = tensors["model_emb"][i].astype(np.float64) * tensors["classifier"].astype(np.float64)  # (d,)
+    u = tensors["proj_weight"].astype(np.float64) @ v  # (D, d) @ (d,) -> (D,)
+    return u, float(tensors["proj_bias"].astype(np.float64) @ v)
+
+
 def pair_direction(tensors: Mapping[str, np.ndarray], i_strong: int, i_weak: int) -> tuple[np.ndarray, float]:
     """``(u, c)`` with ``s(strong, q) − s(weak, q) = u · e_q + c`` for the learned tensors."""
-    v = tensors["model_emb"].astype(np.float64)
-    w2 = tensors["classifier"].astype(np.float64)
-    diff = (v[i_strong] - v[i_weak]) * w2  # (d,)
-    u = tensors["proj_weight"].astype(np.float64) @ diff  # (D, d) @ (d,) -> (D,)
-    c = float(tensors["proj_bias"].astype(np.float64) @ diff)
-    return u, c
+    (us, cs), (uw, cw) = model_direction(tensors, i_strong), model_direction(tensors, i_weak)
+    return us - uw, cs - cw
+
+
+def pair_scorer(tensors: Mapping[str, np.ndarray], i_strong: int, i_weak: int,
+                route_on: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(U, C, rule)``: ``emb @ U + C`` gives the (strong, weak) correctness logits (``correctness``) or
+    their MF scores (``score``), for :func:`route_scores`."""
+    if route_on not in ROUTING_RULES:
+        raise ArtifactError(f"mf route_on must be one of {ROUTING_RULES}, got {route_on!r}")
+    (us, cs), (uw, cw) = model_direction(tensors, i_strong), model_direction(tensors, i_weak)
+    if route_on == "correctness":
+        bias = tensors["model_bias"].astype(np.float64)
+        cs, cw = cs + float(bias[i_strong]), cw + float(bias[i_weak])
+    return np.stack([us, uw], axis=1), np.asarray([cs, cw]), route_on
+
+
+def route_scores(emb: np.ndarray, scorer: tuple[np.ndarray, np.ndarray, str]) -> np.ndarray:
+    """P(strong wins) for embeddings ``(n, D)`` under one :func:`pair_scorer`."""
+    u, c, rule = scorer
+    z = np.asarray(emb, dtype=np.float64) @ u + c  # (n, 2)
+    if rule == "correctness":
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return (1.0 + p[:, 0] - p[:, 1]) / 2.0
+    return 1.0 / (1.0 + np.exp(-np.clip(z[:, 0] - z[:, 1], -50, 50)))
 
 
 class MFRouter(Router):
@@ -88,6 +126,10 @@ class MFRouter(Router):
     def __init__(self, artifact: Artifact, embedder: Embedder, strong_model: str | None = None,
                  weak_model: str | None = None, model_aliases: Mapping[str, str] | None = None):
         cfg = artifact.config
+        if cfg.get("mf_format") != MF_FORMAT:
+            raise ArtifactError(
+                f"{artifact.path}: mf artifact format {cfg.get('mf_format', 1)!r}, this routeray reads format "
+                f"{MF_FORMAT} (per-model correctness); retrain it with `routeray train mf`")
         self.artifact = artifact
         self.embedder = embedder
         self.models: list[str] = list(cfg["models"])
@@ -99,7 +141,8 @@ class MFRouter(Router):
         self.weak_model = weak_model or trained_weak
         i_s = self.resolver.index(self.strong_model, trained_strong)
         i_w = self.resolver.index(self.weak_model, trained_weak)
-        self._u, self._c = pair_direction(artifact.tensors, i_s, i_w)
+        self.route_on = str(cfg.get("route_on", "correctness"))
+        self._scorer = pair_scorer(artifact.tensors, i_s, i_w, self.route_on)
         self._fingerprint = f"mf-{artifact.fingerprint}-{self.strong_model}-{self.weak_model}"
 
     @classmethod
@@ -107,8 +150,6 @@ class MFRouter(Router):
         """Overrides: ``strong_model``, ``weak_model``, ``model_aliases``, ``embedder`` (an Embedder),
         ``embedder_options`` (for :func:`make_embedder`)."""
         if artifact_dir is None:
-            from routeray.errors import ArtifactError
-
             raise ArtifactError("the mf router needs a trained artifact")
         artifact = load_artifact(artifact_dir, expect_router=cls.name)
         embedder = embedder_for_artifact(artifact, overrides)
@@ -117,8 +158,7 @@ class MFRouter(Router):
 
     def score_embeddings(self, emb: np.ndarray) -> np.ndarray:
         """P(strong wins) from precomputed prompt embeddings ``(n, D)``."""
-        logits = np.asarray(emb, dtype=np.float64) @ self._u + self._c
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+        return route_scores(emb, self._scorer)
 
     def score(self, prompts: Sequence[str]) -> np.ndarray:
         if len(prompts) == 0:

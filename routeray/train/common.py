@@ -262,6 +262,50 @@ def evaluate_sets(score_fn: ScoreFn, sets: Sequence[EvalSet], n_seeds: int = 50)
     return {"mean_apgr": mean, "per_source": per}
 
 
+@dataclass
+class Fold:
+    """One leave-one-source-out fold: train on everything but ``holdout``, evaluate on its golden labels."""
+
+    holdout: str
+    train: PreferenceData
+    eval_sets: list[EvalSet]
+
+
+def source_folds(data: PreferenceData, holdouts: str | Sequence[str], strong: str = DEFAULT_STRONG,
+                 weak: str = DEFAULT_WEAK, min_prompts: int = 200) -> list[Fold]:
+    """Leave-one-source-out folds for model selection.
+
+    A random prompt split rewards knowing which source a prompt came from (bench/quality_probe.md, section
+    2); inside one held-out source that shortcut is a constant, so only real prompt understanding scores.
+    ``holdouts="auto"``: every full source name (``mmlu_pro/math``…) whose golden labels give an eval set of
+    at least ``min_prompts`` prompts for the pair; otherwise the given source names or prefixes.
+    """
+    from routeray.data import leave_source_out
+
+    if isinstance(holdouts, str):
+        if holdouts != "auto":
+            raise RouterayError(f"selection_holdouts must be 'auto' or a list of sources, got {holdouts!r}")
+        by_source: dict[str, list[GoldenLabel]] = defaultdict(list)
+        for g in data.golden:
+            by_source[g.source].append(g)
+        holdouts = [s for s in sorted(by_source)
+                    if golden_eval_sets(by_source[s], strong, weak, min_prompts=min_prompts)]
+    folds = []
+    for source in holdouts:
+        train, held = leave_source_out(data, source)
+        sets = golden_eval_sets(held.golden, strong, weak, min_prompts=1)
+        if sets and (train.golden or train.judgments):
+            folds.append(Fold(source, train, sets))
+    return folds
+
+
+def fold_summary(per_fold: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``evaluate_sets`` results of several folds as one ``{"mean_apgr", "per_source"}`` keyed by fold."""
+    per = {name: v for name, r in per_fold.items() for v in r["per_source"].values()}
+    mean = float(np.mean([v["apgr"] for v in per.values()])) if per else float("nan")
+    return {"mean_apgr": mean, "per_source": per}
+
+
 def format_report(report: Mapping[str, Any]) -> str:
     """A few human lines from a training report."""
     lines = [

@@ -1,4 +1,4 @@
-"""The mf router's scoring, model resolution and artifact checks, on a hand-built artifact."""
+"""The mf router's scoring, model resolution and artifact checks, on hand-built artifacts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from routeray.artifacts import Artifact, save_artifact
 from routeray.errors import ArtifactError
 from routeray.routers.embedders import Embedder
-from routeray.routers.mf import MFRouter, ModelResolver, pair_direction, quantise_unit_rows
+from routeray.routers.mf import MF_FORMAT, MFRouter, ModelResolver, pair_direction, quantise_unit_rows
 
 D, K = 8, 4
 MODELS = ["gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1", "llama-2-70b-chat"]
@@ -35,8 +35,8 @@ class HashEmbedder(Embedder):
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.fixture()
-def artifact_dir(tmp_path):
+def make_artifact(out, route_on="score", **config_overrides):
+    """A random mf artifact over MODELS (``route_on`` picks the routing rule)."""
     rng = np.random.default_rng(0)
     v = rng.normal(size=(len(MODELS), K)).astype(np.float32)
     tensors = {
@@ -44,19 +44,36 @@ def artifact_dir(tmp_path):
         "proj_weight": rng.normal(size=(D, K)).astype(np.float32),
         "proj_bias": rng.normal(size=K).astype(np.float32),
         "classifier": rng.normal(size=K).astype(np.float32),
+        "model_bias": rng.normal(size=len(MODELS)).astype(np.float32),
         "train_prompt_emb_q8": quantise_unit_rows(HashEmbedder().embed(["a training prompt", "another one"])),
     }
     config = {"models": MODELS, "strong_model": MODELS[0], "weak_model": MODELS[1],
-              "model_aliases": {"my-big-model": "llama-2-70b-chat"}}
-    save_artifact(Artifact("mf", config, tensors, embedder=HashEmbedder().spec), tmp_path / "mf")
-    return tmp_path / "mf"
+              "model_aliases": {"my-big-model": "llama-2-70b-chat"}, "mf_format": MF_FORMAT, "route_on": route_on,
+              **config_overrides}
+    save_artifact(Artifact("mf", config, tensors, embedder=HashEmbedder().spec), out)
+    return out
+
+
+@pytest.fixture()
+def artifact_dir(tmp_path):
+    return make_artifact(tmp_path / "mf")
+
+
+def mf_score(tensors, m, e):
+    """The paper's s(m, q), written out plainly."""
+    return tensors["classifier"] @ (tensors["model_emb"][m] * (tensors["proj_weight"].T @ e + tensors["proj_bias"]))
 
 
 def reference_score(tensors, strong, weak, e):
-    """The paper's formula, written out plainly."""
-    def s(m):
-        return tensors["classifier"] @ (tensors["model_emb"][m] * (tensors["proj_weight"].T @ e + tensors["proj_bias"]))
-    return 1 / (1 + np.exp(-(s(strong) - s(weak))))
+    """route_on=score: the paper's σ(s(strong, q) − s(weak, q))."""
+    return 1 / (1 + np.exp(-(mf_score(tensors, strong, e) - mf_score(tensors, weak, e))))
+
+
+def correctness_score(tensors, strong, weak, e):
+    """route_on=correctness: (1 + p_s − p_w) / 2 with p_m = σ(s(m, q) + b_m)."""
+    def p(m):
+        return 1 / (1 + np.exp(-(mf_score(tensors, m, e) + tensors["model_bias"][m])))
+    return (1 + p(strong) - p(weak)) / 2
 
 
 def test_score_matches_formula_and_contract(artifact_dir):
@@ -73,11 +90,33 @@ def test_score_matches_formula_and_contract(artifact_dir):
     assert router.score([]).shape == (0,)
 
 
-def test_swapping_the_pair_mirrors_the_score(artifact_dir):
+def test_correctness_rule_matches_formula(tmp_path):
+    router = MFRouter.load(make_artifact(tmp_path / "c", route_on="correctness"), embedder=HashEmbedder())
+    prompts = ["Explain quantum tunnelling to a child.", "Write a haiku about routers.", "Sum 2+2 and explain."]
+    emb = HashEmbedder().embed(prompts).astype(np.float64)
+    expected = [correctness_score(router.artifact.tensors, 0, 1, e) for e in emb]
+    np.testing.assert_allclose(router.score(prompts), expected, rtol=1e-6)
+    # the rule is not a monotone function of the score rule's logit: the per-model biases and the two
+    # sigmoids change the order
+    plain = MFRouter.load(make_artifact(tmp_path / "s"), embedder=HashEmbedder())
+    many = [f"prompt number {i}" for i in range(50)]
+    assert not np.array_equal(np.argsort(router.score(many)), np.argsort(plain.score(many)))
+
+
+@pytest.mark.parametrize("route_on", ["score", "correctness"])
+def test_swapping_the_pair_mirrors_the_score(tmp_path, route_on):
+    artifact_dir = make_artifact(tmp_path / route_on, route_on=route_on)
     a = MFRouter.load(artifact_dir, embedder=HashEmbedder())
     b = MFRouter.load(artifact_dir, embedder=HashEmbedder(), strong_model=MODELS[1], weak_model=MODELS[0])
     prompts = ["Prove Fermat's little theorem, please."]
     np.testing.assert_allclose(a.score(prompts) + b.score(prompts), 1.0)
+
+
+def test_old_format_and_bad_rule_are_refused(tmp_path):
+    with pytest.raises(ArtifactError, match="retrain"):
+        MFRouter.load(make_artifact(tmp_path / "old", mf_format=None), embedder=HashEmbedder())
+    with pytest.raises(ArtifactError, match="route_on"):
+        MFRouter.load(make_artifact(tmp_path / "rule", route_on="vibes"), embedder=HashEmbedder())
 
 
 def test_unseen_models_map_by_alias_canonical_name_or_fallback(artifact_dir, caplog):

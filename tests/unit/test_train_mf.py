@@ -13,7 +13,7 @@ from routeray.data import load_data_dir, split_by_prompt
 from routeray.train.cli import subsample_prompts
 from routeray.train.common import evaluate_router_dir
 
-FAST = {"grid": {}, "dim": 64, "max_steps": 200}
+FAST = {"grid": {}, "dim": 16, "steps": 200, "min_holdout_prompts": 40}
 MIN_PROMPTS = 100  # below this the random interval is too wide to say anything
 
 
@@ -31,7 +31,12 @@ def test_mf_beats_random_on_heldout_prompts(real_slice, tmp_path):
     assert (tmp_path / "mf" / "tensors.safetensors").is_file()
     report = artifact.report
     assert report["n_train_prompts"] > 0 and report["n_val_prompts"] > 0
+    # selection ran on leave-one-source-out folds, one APGR per held-out source
+    assert report["selection"] == "leave-one-source-out" and len(report["folds"]) >= 2
+    assert set(report["validation"]["per_source"]) == set(report["folds"])
     assert np.isfinite(report["validation"]["mean_apgr"]) and report["seconds"] > 0
+    assert artifact.config["route_on"] == "correctness" and artifact.tensors["model_bias"].shape == (
+        len(artifact.config["models"]),)
     json.dumps(report)  # the report is plain JSON
 
     per = evaluate_router_dir("mf", tmp_path / "mf", heldout.golden, n_seeds=100)["per_source"]
@@ -50,8 +55,8 @@ def test_mf_artifact_round_trip_and_determinism(real_slice, tmp_path):
 
     train_data, heldout = real_slice
     small = subsample_prompts(train_data, 300, seed=3)
-    a1 = train(small, tmp_path / "a", seed=5, config={**FAST, "max_steps": 50}, progress=False)
-    a2 = train(small, tmp_path / "b", seed=5, config={**FAST, "max_steps": 50}, progress=False)
+    a1 = train(small, tmp_path / "a", seed=5, config={**FAST, "steps": 50}, progress=False)
+    a2 = train(small, tmp_path / "b", seed=5, config={**FAST, "steps": 50}, progress=False)
     for key in a1.tensors:
         np.testing.assert_array_equal(a1.tensors[key], a2.tensors[key])
     loaded = load_artifact(tmp_path / "a", expect_router="mf")

@@ -25,11 +25,14 @@ def test_sw_ranking_beats_random_on_heldout_prompts(real_slice, tmp_path):
     from routeray.train.sw_ranking import train
 
     train_data, heldout = real_slice
-    artifact = train(train_data, tmp_path / "sw", seed=0, config={"grid": {"gamma": [10.0, 1e3]}},
+    artifact = train(train_data, tmp_path / "sw", seed=0, config={"grid": {"gamma": [10.0, 1e3]}, "min_holdout_prompts": 40},
                      progress=False)
     report = artifact.report
     json.dumps(report)
     assert report["n_train_prompts"] > 0 and len(report["grid"]) == 2
+    assert report["selection"] == "leave-one-source-out" and len(report["folds"]) >= 2
+    assert set(report["validation"]["per_source"]) == set(report["folds"])
+    assert artifact.config["n_tiers"] == max(artifact.config["model_tiers"].values()) + 1
     assert artifact.tensors["prompt_emb"].dtype == np.float16
     assert artifact.tensors["wins"].shape == artifact.tensors["totals"].shape
     assert (artifact.tensors["wins"] <= artifact.tensors["totals"] + 1e-4).all()
@@ -49,5 +52,5 @@ def test_source_cap_keeps_artifact_small(real_slice, tmp_path):
 
     train_data, _ = real_slice
     artifact = train(train_data, tmp_path / "sw", seed=0,
-                     config={"grid": {}, "max_prompts_per_source": 50, "refit_full": False}, progress=False)
+                     config={"grid": {}, "max_prompts_per_source": 50, "selection_holdouts": []}, progress=False)
     assert artifact.tensors["prompt_emb"].shape[0] <= 50 * len({s.split("/")[0] for s in train_data.sources})

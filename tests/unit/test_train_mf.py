@@ -67,3 +67,14 @@ def test_mf_artifact_round_trip_and_determinism(real_slice, tmp_path):
     assert s.dtype == np.float64 and s.shape == (5,) and ((s >= 0) & (s <= 1)).all()
     np.testing.assert_allclose(router.score(prompts[::-1])[::-1], s, rtol=1e-6)
     assert router.training_embeddings().shape == (len(small.prompts), 384)
+
+
+def test_bad_optimizer_or_holdouts_fail_clearly(real_slice, tmp_path):
+    from routeray.errors import RouterayError
+    from routeray.train.mf import train
+
+    small = subsample_prompts(real_slice[0], 100, seed=2)
+    with pytest.raises(RouterayError, match="optimizer"):
+        train(small, tmp_path / "o", config={**FAST, "optimizer": "sgd"}, progress=False)
+    with pytest.raises(RouterayError, match="selection_holdouts"):
+        train(small, tmp_path / "h", config={**FAST, "selection_holdouts": "everything"}, progress=False)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from routeray.data import load_data_dir, split_by_prompt
+from routeray.errors import RouterayError
 from routeray.train.cli import subsample_prompts
 from routeray.train.common import evaluate_router_dir
 
@@ -54,3 +55,24 @@ def test_source_cap_keeps_artifact_small(real_slice, tmp_path):
     artifact = train(train_data, tmp_path / "sw", seed=0,
                      config={"grid": {}, "max_prompts_per_source": 50, "selection_holdouts": []}, progress=False)
     assert artifact.tensors["prompt_emb"].shape[0] <= 50 * len({s.split("/")[0] for s in train_data.sources})
+
+
+def test_golden_labels_as_games_against_an_answer_key(real_slice, tmp_path):
+    from routeray.train.sw_ranking import train
+
+    train_data, _ = real_slice
+    artifact = train(train_data, tmp_path / "sw", seed=0,
+                     config={"grid": {}, "golden_as": "reference", "selection_holdouts": []}, progress=False)
+    tiers = artifact.config["model_tiers"]
+    # the answer key is a tier of its own with no model in it, and every golden label is a game against it
+    assert artifact.config["n_tiers"] == max(tiers.values()) + 2
+    ref = artifact.config["n_tiers"] - 1
+    n_pairs = artifact.tensors["wins"].shape[1]
+    assert n_pairs == ref * (ref + 1) // 2
+    from routeray.routers.sw_ranking import tier_pairs
+
+    ii, jj = tier_pairs(ref + 1)
+    assert artifact.tensors["totals"][:, jj == ref].sum() > 0
+    with pytest.raises(RouterayError, match="golden_as"):
+        train(train_data, tmp_path / "bad", config={"grid": {}, "golden_as": "vibes", "selection_holdouts": []},
+              progress=False)

@@ -12,8 +12,8 @@ each encoder by the project's trainer, the same recipe for all three, evaluated 
 * ``eval_sample`` (mmlu, gsm8k, mt-bench; trained on all of ../shared/data with the trainer's defaults),
   the three routers in one call of ``routeray eval``'s function (``evaluate_benchmark``), so all are judged on
   the same prompts (those no router's training data contaminates, each in its own vector space), and
-* held-out sources with ``bench/quality.py`` (arena_bench, routerbench, mmlu_pro; mf.dim=64, no grid, no
-  refit, as in bench/results/quality_mf.json).
+* held-out sources with ``bench/quality.py`` (arena_bench, routerbench, mmlu_pro; mf defaults, no grid, no
+  inner selection folds, as in bench/results/quality_loso_after.json).
 
     .venv/bin/python bench/encoders.py --work /tmp/encoders --run-quality
 
@@ -49,7 +49,7 @@ ENCODERS: dict[str, dict[str, Any]] = {
 }
 BENCHMARKS = ["mmlu", "gsm8k", "mt-bench"]
 HOLDOUTS = ["arena_bench", "routerbench", "mmlu_pro"]
-HOLDOUT_SETTINGS = ["mf.grid={}", "mf.dim=64", "mf.refit_full=false"]
+HOLDOUT_SETTINGS = ["mf.grid={}", "mf.selection_holdouts=[]"]
 
 
 def sample_prompts(data_dir: str, n: int, seed: int) -> list[str]:

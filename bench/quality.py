@@ -8,7 +8,10 @@ cosine >= 0.95 to any training prompt are dropped first and counted (decontamina
     .venv/bin/python bench/quality.py --data ../shared/data --routers mf sw_ranking \
         --holdouts arena_bench routerbench mmlu_pro --output bench/results/quality.json
 
-Prints a table and writes JSON. Training runs are small but not instant (minutes each on 2 cores).
+Prints a table and writes JSON. Training runs are small but not instant (minutes each on 2 cores). The
+trainers select their own hyper-parameters on leave-one-source-out folds of the data they get, so by default
+this is nested (honest, slow: 12 inner folds per grid point); to measure one fixed setting, skip the inner
+folds: ``--set 'mf.grid={}' --set 'mf.selection_holdouts=[]'`` (likewise ``sw_ranking.``).
 """
 
 from __future__ import annotations

@@ -6,17 +6,20 @@ with a short wait every batch holds one prompt once the scorer is busy (measured
 with batch size 1), and a long wait taxes every idle request. Here a batch starts only when the previous
 one finished, so an idle scorer answers at once and a busy one batches everything that arrived meanwhile
 (up to ``max_batch_size``); ``wait_s`` can add a short extra wait to let a batch grow. The scoring function
-runs in a worker thread; the event loop stays free.
+runs in a worker thread, so the event loop stays free; an async one (the gateway's call to a remote scorer
+deployment, one Ray call per batch instead of one per prompt) is awaited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,11 @@ class Scored:
 class ContinuousBatcher:
     """Batches concurrent :meth:`submit` calls into calls of ``score_fn(prompts) -> scores``."""
 
-    def __init__(self, score_fn: Callable[[list[str]], Iterable[float]], max_batch_size: int = 64,
-                 wait_s: float = 0.0, name: str = "scorer", max_queue_s: float | None = None):
+    def __init__(self, score_fn: Callable[[list[str]], Iterable[float] | Awaitable[Iterable[float]]],
+                 max_batch_size: int = 64, wait_s: float = 0.0, name: str = "scorer", max_queue_s: float | None = None):
         self._fn = score_fn
+        # A coroutine function (a remote scorer's batch call) is awaited; a plain one runs in a worker thread.
+        self._is_async = inspect.iscoroutinefunction(score_fn)
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
         # Under overload, prompts whose caller has surely given up are shed instead of scored.
@@ -107,6 +112,13 @@ class ContinuousBatcher:
             live.append((prompt, fut))
         return live
 
+    async def _call(self, prompts: list[str]) -> list[float]:
+        if self._is_async:
+            raw = await cast(Awaitable[Iterable[float]], self._fn(prompts))
+        else:
+            raw = await asyncio.to_thread(cast(Callable[[list[str]], Iterable[float]], self._fn), prompts)
+        return [float(s) for s in raw]
+
     async def _run(self, queue: asyncio.Queue[tuple[str, asyncio.Future[Scored], float]]) -> None:
         while True:
             batch = self._live(await self._collect(queue))
@@ -115,7 +127,7 @@ class ContinuousBatcher:
             prompts = [p for p, _ in batch]
             t0 = time.perf_counter()
             try:
-                scores = [float(s) for s in await asyncio.to_thread(self._fn, prompts)]
+                scores = await self._call(prompts)
                 if len(scores) != len(prompts):
                     raise RuntimeError(f"{self.name} returned {len(scores)} scores for {len(prompts)} prompts")
                 if not all(math.isfinite(s) for s in scores):

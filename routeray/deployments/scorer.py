@@ -8,6 +8,7 @@ in a worker thread so the replica's event loop stays free. Batch size and extra 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -48,6 +49,11 @@ class RouterScorer:
         """Score one prompt within the next batch."""
         r = await self.batcher.submit(prompt)
         return r.score, r.batch_size, r.batch_seconds
+
+    async def score_batch(self, prompts: list[str]) -> list[float]:
+        """Score the prompts an ingress replica batched into one call (they join this replica's batches)."""
+        results = await asyncio.gather(*(self.batcher.submit(p) for p in prompts))
+        return [r.score for r in results]
 
     def batching(self) -> dict[str, Any]:
         """Current batching knobs and this replica's process id (for tests and operators)."""

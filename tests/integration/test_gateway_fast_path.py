@@ -12,28 +12,32 @@ import httpx
 import pytest
 
 from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
+from tests.integration import test_gateway_faults as faults
 from tests.integration.conftest import _alive, _children_named
 from tests.integration.fake_openai import FakeOpenAI, free_port
-from tests.integration.test_gateway_faults import (  # noqa: F401 - collected here against the fast path
-    Env,
-    _ok_modes,
-    test_async_client_spreads_over_both_tiers,
-    test_bad_requests_get_openai_errors,
-    test_broken_stream_ends_with_an_error,
-    test_fields_pass_through,
-    test_metrics_after_traffic,
-    test_models_and_health,
-    test_openai_client_raises_typed_errors,
-    test_percentage_routing_holds_the_share,
-    test_routes_to_the_right_tier,
-    test_streaming_matches_openai,
-    test_strong_failure_falls_back_to_weak,
-    test_strong_failure_falls_back_when_streaming,
-    test_upstream_rejection_is_passed_back_not_retried_elsewhere,
-    test_weak_failure_is_a_clear_error_not_a_hang,
-)
+from tests.integration.test_gateway_faults import Env
 
 pytestmark = pytest.mark.integration
+
+# The behaviour tests of test_gateway_faults, collected here against the fast path, in their order there
+# (the metrics test counts what the fault tests before it caused). Its run-time scorer reconfiguration test
+# is left out: here no scorer deployment exists.
+_ok_modes = faults._ok_modes
+test_models_and_health = faults.test_models_and_health
+test_routes_to_the_right_tier = faults.test_routes_to_the_right_tier
+test_streaming_matches_openai = faults.test_streaming_matches_openai
+test_fields_pass_through = faults.test_fields_pass_through
+test_async_client_spreads_over_both_tiers = faults.test_async_client_spreads_over_both_tiers
+test_percentage_routing_holds_the_share = faults.test_percentage_routing_holds_the_share
+test_bad_requests_get_openai_errors = faults.test_bad_requests_get_openai_errors
+test_openai_client_raises_typed_errors = faults.test_openai_client_raises_typed_errors
+test_strong_failure_falls_back_to_weak = faults.test_strong_failure_falls_back_to_weak
+test_strong_failure_falls_back_when_streaming = faults.test_strong_failure_falls_back_when_streaming
+test_weak_failure_is_a_clear_error_not_a_hang = faults.test_weak_failure_is_a_clear_error_not_a_hang
+test_upstream_rejection_is_passed_back_not_retried_elsewhere = (
+    faults.test_upstream_rejection_is_passed_back_not_retried_elsewhere)
+test_broken_stream_ends_with_an_error = faults.test_broken_stream_ends_with_an_error
+test_metrics_after_traffic = faults.test_metrics_after_traffic
 
 
 @pytest.fixture(scope="module")

@@ -91,8 +91,11 @@ def rank(x: np.ndarray) -> np.ndarray:
 
 
 def fidelity(embedders: dict[str, Embedder], prompts: list[str], seed: int) -> dict[str, dict[str, float]]:
-    """How close each encoder's geometry is to float MiniLM's on ``prompts``."""
-    ref = embedders["minilm"].embed(prompts)
+    """How close each encoder's geometry is to float MiniLM's on ``prompts`` (training prompts: their vectors
+    come from the on-disk embedding cache that training filled, so this costs no encoder time)."""
+    from routeray.routers.embedders import EmbeddingCache
+
+    ref = EmbeddingCache(embedders["minilm"]).embed(prompts)
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, len(prompts), 20000), rng.integers(0, len(prompts), 20000)
     keep = a != b
@@ -101,7 +104,7 @@ def fidelity(embedders: dict[str, Embedder], prompts: list[str], seed: int) -> d
     ref_nn = np.argsort(-(ref @ ref.T), axis=1)[:, 1:11]
     out: dict[str, dict[str, float]] = {}
     for name, emb in embedders.items():
-        vec = ref if name == "minilm" else emb.embed(prompts)
+        vec = ref if name == "minilm" else EmbeddingCache(emb).embed(prompts)
         pairs = (vec[a] * vec[b]).sum(axis=1)
         nn = np.argsort(-(vec @ vec.T), axis=1)[:, 1:11]
         row = {"pairwise_cos_spearman": float(np.corrcoef(rank(ref_pairs), rank(pairs))[0, 1]),

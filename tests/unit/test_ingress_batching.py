@@ -131,3 +131,40 @@ def test_overloaded_scorer_sheds_prompts_that_waited_too_long() -> None:
     shed = [o for o in outs if isinstance(o, TimeoutError)]
     assert len(scored) == 2 and len(shed) == 4  # the first batch ran; the rest waited 0.2 s > 0.1 s
     assert fn.batches == [2]
+
+
+def test_async_score_fn_is_awaited_on_the_loop_once_per_batch() -> None:
+    """The gateway's call to a scorer deployment: a coroutine, one call per batch of concurrent prompts."""
+    calls: list[int] = []
+    loop_threads: set[int] = set()
+
+    async def remote(prompts: list[str]) -> list[float]:
+        loop_threads.add(threading.get_ident())
+        calls.append(len(prompts))
+        await asyncio.sleep(0.05)
+        return [len(p) / 100 for p in prompts]
+
+    b = ContinuousBatcher(remote, max_batch_size=64)
+
+    async def go() -> list[float]:
+        first = asyncio.create_task(b.submit("x"))
+        await asyncio.sleep(0.01)  # the first call is out: the next 20 queue behind it
+        rest = await asyncio.gather(*(b.submit("y" * i) for i in range(1, 21)))
+        return [(await first).score] + [r.score for r in rest]
+
+    scores = asyncio.run(go())
+    assert scores == [0.01] + [i / 100 for i in range(1, 21)]
+    assert calls == [1, 20] and loop_threads == {threading.main_thread().ident}
+
+
+def test_ingress_args_keep_batching_only_for_routers_scored_in_the_ingress() -> None:
+    from routeray.config import Config
+    from routeray.deployments.app import ingress_args
+
+    cfg = Config(routers=[{"router": "random", "placement": "ingress", "max_batch_size": 8},
+                          {"router": "mf", "max_batch_size": 16}], engine={"enabled": False},
+                 weak={"name": "w", "base_url": "http://x/v1"}, strong={"name": "s", "base_url": "http://y/v1"})
+    local, remote = ingress_args(cfg)["routers"]
+    assert (local["placement"], local["max_batch_size"]) == ("ingress", 8)
+    assert remote["placement"] == "deployment" and "max_batch_size" not in remote
+    assert Config.model_validate(ingress_args(cfg)).routers[0].max_batch_size == 8

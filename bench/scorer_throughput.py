@@ -131,7 +131,7 @@ def plot(result: dict[str, Any], path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed: no plot"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for label, rows in result["routers"].items():
         xs = [r["batch"] for r in rows["direct"]]
         ax.plot(xs, [r["prompts_per_s"] for r in rows["direct"]], marker="o", label=label)
@@ -141,7 +141,7 @@ def plot(result: dict[str, Any], path: Path) -> str:
     ax.set_ylabel("prompts/s (one process)")
     ax.set_title(f"router.score throughput, {result['threads']} torch threads")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -431,16 +431,21 @@ def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0) ->
             proc.wait()
 
 
-def cpu_seconds(root: int, skip: Collection[int] = ()) -> float:
-    """CPU time (user + system) used so far by ``root`` and its descendants, leaving out the subtrees of
-    ``skip``: the cost of a target in CPU, which a shared machine's other jobs disturb far less than latency."""
+def cpu_by_process(root: int, skip: Collection[int] = ()) -> dict[str, float]:
+    """CPU time (user + system, seconds) used so far by ``root`` and its descendants, by process title
+    (Ray names its workers ``ray::ServeReplica:<app>:<deployment>``, ``ray::ProxyActor``, ...), leaving out the
+    subtrees of ``skip``: a target's cost in CPU, which a shared machine's other jobs disturb far less than
+    its latency."""
     tick = os.sysconf("SC_CLK_TCK")
-    parent, used = {}, {}
+    parent, used, title = {}, {}, {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
+            pid = int(entry.name)
             with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-                parent[int(entry.name)], used[int(entry.name)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                parent[pid], used[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+                title[pid] = argv0.split(".", 1)[0] if argv0.startswith("ray::") else Path(argv0).name
 
     def counted(pid: int) -> bool:
         while pid not in skip:
@@ -451,7 +456,11 @@ def cpu_seconds(root: int, skip: Collection[int] = ()) -> float:
             pid = parent[pid]
         return False
 
-    return sum(t for pid, t in used.items() if counted(pid))
+    out: dict[str, float] = defaultdict(float)
+    for pid, t in used.items():
+        if counted(pid):
+            out[title[pid]] += t
+    return dict(out)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -523,7 +532,7 @@ def added(step: dict[str, Any], direct: dict[str, Any], key: str) -> dict[str, f
 
 
 def sweep(urls: dict[str, str], models: dict[str, str], sweep_rates: list[float], args: argparse.Namespace,
-          stream: bool, cpu: dict[str, Callable[[], float]]) -> list[dict[str, Any]]:
+          stream: bool, cpu: dict[str, Callable[[], dict[str, float]]]) -> list[dict[str, Any]]:
     """Every target at every rate (targets interleaved per rate, so drifting load hits all alike); a target
     that collapsed is not offered higher rates."""
     key = "ttft_ms" if stream else "latency_ms"
@@ -536,10 +545,16 @@ def sweep(urls: dict[str, str], models: dict[str, str], sweep_rates: list[float]
                 continue
             before = {k: f() for k, f in cpu.items()}
             step = load_step(urls[target], models[target], rate, args.duration, args, 1.0 if stream else 0.0)
-            used = {k: f() - before[k] for k, f in cpu.items()}
-            # CPU per answer: the target's own processes, and the backend they all call
-            step["cpu_ms_per_ok"] = {"target": round(1000 * used[target] / max(1, step["ok"]), 2),
-                                     "backend": round(1000 * used["direct"] / max(1, step["ok"]), 2)}
+            after = {k: f() for k, f in cpu.items()}
+            per_ok = 1000 / max(1, step["ok"])
+            by_process = {name: round(per_ok * (t - before[target].get(name, 0.0)), 2)
+                          for name, t in after[target].items()}
+            # CPU per answer: the target's own processes (in all, and by process), and the backend they all call
+            step["cpu_ms_per_ok"] = {"target": round(sum(by_process.values()), 2),
+                                     "backend": round(per_ok * (sum(after["direct"].values())
+                                                                - sum(before["direct"].values())), 2),
+                                     "by_process": {k: v for k, v in sorted(by_process.items(), key=lambda kv: -kv[1])
+                                                    if v >= 0.05}}
             row["targets"][target] = step
             lat = step[key]
             print(f"{'stream ' if stream else ''}{rate:>6g}/s {target:<9} ok {step['throughput_rps']:>7.1f}/s "
@@ -627,19 +642,19 @@ def compare_main(args: argparse.Namespace) -> int:
         be_pid = stack.enter_context(child(["backend", "--port", str(be_port)], f"http://127.0.0.1:{be_port}/",
                                            "backend"))
         urls = {"direct": f"http://127.0.0.1:{be_port}"}
-        cpu = {"direct": lambda: cpu_seconds(be_pid)}
+        cpu = {"direct": lambda: cpu_by_process(be_pid)}
         if "routellm" in targets:
             rl_pid = stack.enter_context(child(["routellm", "--port", str(rl_port), "--router", args.router,
                                                 "--upstream", backend_url,
                                                 *(["--artifact", args.artifact] if args.artifact else [])], f"http://127.0.0.1:{rl_port}/health",
                                                "RouteLLM-style server"))
             urls["routellm"] = f"http://127.0.0.1:{rl_port}"
-            cpu["routellm"] = lambda: cpu_seconds(rl_pid)
+            cpu["routellm"] = lambda: cpu_by_process(rl_pid)
         if "gateway" in targets:
             urls["gateway"] = stack.enter_context(gateway(cfg))
             # Ray's processes (GCS, raylet, controller, replicas, HAProxy) all descend from this driver
             others = [be_pid, rl_pid] if "routellm" in targets else [be_pid]
-            cpu["gateway"] = lambda: cpu_seconds(os.getpid(), others)
+            cpu["gateway"] = lambda: cpu_by_process(os.getpid(), others)
         urls = {t: urls[t] for t in TARGETS if t in urls}
         models = {"direct": "weak", "gateway": model, "routellm": model}
         for target in urls:  # warm connections, caches and lazy imports; not measured

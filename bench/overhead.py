@@ -473,11 +473,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def gateway_config(router: str, artifact: str | None, backend_url: str, port: int,
                    overrides: dict[str, Any]) -> dict[str, Any]:
     """The gateway under test: one scorer for ``router``, no engine, both tiers -> the loopback backend.
-    ``overrides`` (a partial Config) is merged over it; a ``routers`` list there replaces the whole list."""
+    ``overrides`` (a partial Config) is merged over it; a ``routers`` list there replaces the whole list, and
+    an entry for ``router`` that names no artifact gets ``artifact`` (the router under test, as the
+    RouteLLM-style server uses)."""
     base = {"http_port": port, "routers": [{"router": router, "artifact": artifact}], "engine": {"enabled": False},
             "strong": {"name": "loop-strong", "base_url": backend_url},
             "weak": {"name": "loop-weak", "base_url": backend_url}}
-    return _merge(base, overrides)
+    cfg = _merge(base, overrides)
+    for entry in cfg["routers"]:
+        if entry.get("router") == router and entry.get("artifact") is None:
+            entry["artifact"] = artifact
+    return cfg
 
 
 @contextlib.contextmanager

@@ -87,3 +87,11 @@ def test_added_latency_collapse_and_saturation() -> None:
             ((100, 100, 20), (200, 199, 40), (400, 250, 3000))]
     sat = overhead.saturation(rows)["gateway"]
     assert sat == {"max_throughput_rps": 250, "sustained_rps": 200}
+
+
+def test_gateway_config_keeps_the_artifact_under_test_when_routers_are_overridden() -> None:
+    cfg = overhead.gateway_config("mf", "/art/mf", "http://127.0.0.1:1/v1", 8000,
+                                  {"routers": [{"router": "mf", "placement": "ingress"},
+                                               {"router": "random"}], "http_proxy": "haproxy"})
+    assert cfg["routers"] == [{"router": "mf", "placement": "ingress", "artifact": "/art/mf"}, {"router": "random"}]
+    assert cfg["http_proxy"] == "haproxy" and cfg["strong"]["base_url"] == "http://127.0.0.1:1/v1"

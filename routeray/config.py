@@ -108,6 +108,11 @@ class BackendConfig(_Model):
     max_retries: int = Field(2, ge=0, le=10, description="Retries on connect errors, 429 and 5xx (before any byte).")
     backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each retry, with jitter.")
     max_connections: int = Field(256, ge=1, description="HTTP connection pool size.")
+    breaker_failures: int = Field(
+        0, ge=0, description="Circuit breaker: after this many consecutive failed calls (connect, timeout, 5xx, "
+        "bad answer) the tier is not called for breaker_cooldown_s, so fallbacks answer at once instead of "
+        "after a timeout; then one trial call decides. 0: off.")
+    breaker_cooldown_s: float = Field(10.0, gt=0, description="How long an open circuit breaker skips the tier, seconds.")
     price_input_per_mtok: float = Field(
         0.0, ge=0, description="USD per million prompt tokens, for the spend metrics and /stats (0: free).")
     price_output_per_mtok: float = Field(

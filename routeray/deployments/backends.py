@@ -3,7 +3,8 @@
 The strong tier is a hosted API; the weak tier is the local vLLM engine (``ray.serve.llm``'s OpenAI app on
 Serve's proxy), so both go through this one client. Timeouts on connect, on every streamed chunk and on
 the whole answer; retries with exponential backoff and jitter on connect errors, 429 and 5xx, only before
-the first byte; answers that are not OpenAI-shaped are errors, never passed on.
+the first byte; answers that are not OpenAI-shaped are errors, never passed on. An optional circuit breaker
+(``breaker_failures``) stops calling a tier that keeps failing, so fallbacks do not wait for its timeouts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 import logging
 import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -37,6 +39,45 @@ class BackendError(Exception):
         self.detail = message
 
 
+class CircuitBreaker:
+    """Closed until ``failures`` consecutive calls fail; then open for ``cooldown_s`` (calls are refused at
+    once); then half-open: one trial call goes through while the others are still refused, and its outcome
+    closes or reopens the breaker. ``failures = 0`` turns it off."""
+
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic):
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._count = 0
+        self._open_until = 0.0
+        self._trial = False
+
+    def allow(self) -> bool:
+        """May a call go out now? (Claims the trial when half-open.)"""
+        if self.failures <= 0 or self._count < self.failures:
+            return True
+        if self._clock() < self._open_until or self._trial:
+            return False
+        self._trial = True
+        return True
+
+    def succeeded(self) -> None:
+        self._count, self._trial = 0, False
+
+    def failed(self) -> None:
+        self._count += 1
+        self._trial = False
+        if self.failures > 0 and self._count >= self.failures:
+            self._open_until = self._clock() + self.cooldown_s
+
+    def abandoned(self) -> None:
+        """A call ended without a verdict (cancelled): free the trial slot."""
+        self._trial = False
+
+    def retry_in(self) -> float:
+        return max(0.0, self._open_until - self._clock())
+
+
 class OpenAIBackend:
     """One OpenAI-compatible API. Create it inside the process that uses it (it owns a connection pool)."""
 
@@ -58,6 +99,7 @@ class OpenAIBackend:
             limits=httpx.Limits(max_connections=cfg.max_connections,
                                 max_keepalive_connections=cfg.max_connections),
         )
+        self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -65,8 +107,34 @@ class OpenAIBackend:
     def _body(self, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "model": self.cfg.upstream_model}
 
+    def _admit(self) -> None:
+        if not self.breaker.allow():
+            raise BackendError(self.tier, "circuit_open",
+                               f"not called: its last {self.breaker.failures} calls failed; next try in "
+                               f"{self.breaker.retry_in():.1f} s")
+
+    def _verdict(self, exc: BackendError) -> None:
+        """An upstream that answers 4xx is up; everything else counts against the breaker."""
+        if exc.status is not None and exc.status < 500:
+            self.breaker.succeeded()
+        else:
+            self.breaker.failed()
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """A non-streaming completion: the backend's JSON answer (``model`` set to this tier's name)."""
+        self._admit()
+        try:
+            data = await self._complete(body)
+        except BackendError as exc:
+            self._verdict(exc)
+            raise
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        self.breaker.succeeded()
+        return data
+
+    async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         payload = self._body({**body, "stream": False})
         payload.pop("stream_options", None)
         try:
@@ -86,9 +154,18 @@ class OpenAIBackend:
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """A streaming completion: the backend's SSE chunks as dicts (``model`` set to this tier's name).
         Connection errors and bad status raise before the first chunk; later failures raise ``stream``."""
+        self._admit()
         payload = self._body({**body, "stream": True})
         request = self._client.build_request("POST", self._url, json=payload)
-        resp = await self._with_retries(lambda: self._client.send(request, stream=True), stream=True)
+        try:
+            resp = await self._with_retries(lambda: self._client.send(request, stream=True), stream=True)
+        except BackendError as exc:
+            self._verdict(exc)
+            raise
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        self.breaker.succeeded()
         try:
             async for line in self._lines(resp):
                 if not line.startswith("data:"):
@@ -107,6 +184,9 @@ class OpenAIBackend:
                 chunk["model"] = self.name
                 yield chunk
             raise BackendError(self.tier, "stream", "stream ended without [DONE]")
+        except BackendError:
+            self.breaker.failed()  # a tier that breaks its streams is not healthy
+            raise
         finally:
             await resp.aclose()
 

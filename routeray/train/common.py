@@ -3,6 +3,7 @@ and validation on golden labels (APGR against the random router's interval)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -304,6 +305,35 @@ def fold_summary(per_fold: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     per = {name: v for name, r in per_fold.items() for v in r["per_source"].values()}
     mean = float(np.mean([v["apgr"] for v in per.values()])) if per else float("nan")
     return {"mean_apgr": mean, "per_source": per}
+
+
+def grid_combos(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the config's ``grid`` (``{param: [values]}``), sorted by parameter; ``[{}]`` when
+    there is no grid."""
+    grid = cfg.get("grid") or {}
+    keys = sorted(grid)
+    combos: list[dict[str, Any]] = [dict(zip(keys, values, strict=True))
+                                    for values in itertools.product(*(grid[k] for k in keys))]
+    return combos or [{}]
+
+
+def grid_point(router: str, combo: dict[str, Any], per_fold: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One grid combination scored on the held-out-source folds: its ``combo``, its ``fold_summary`` and
+    the ``row`` kept in the training report; logged."""
+    summary = fold_summary(per_fold)
+    log.info("%s %s: mean held-out-source APGR %.3f", router, combo, summary["mean_apgr"])
+    row = {**combo, "heldout_mean_apgr": summary["mean_apgr"],
+           "heldout_apgr": {k: v["apgr"] for k, v in summary["per_source"].items()}}
+    return {"combo": combo, "summary": summary, "row": row}
+
+
+def best_grid_point(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The point with the highest mean held-out APGR (NaN counts as lowest; the first wins a tie)."""
+    def key(point: dict[str, Any]) -> float:
+        mean = point["summary"]["mean_apgr"]
+        return mean if np.isfinite(mean) else -np.inf
+
+    return max(points, key=key)
 
 
 def format_report(report: Mapping[str, Any]) -> str:

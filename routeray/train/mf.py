@@ -15,7 +15,6 @@ rewards the source-identity shortcut. The routing rule itself is documented in :
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import logging
 import time
@@ -31,10 +30,12 @@ from routeray.errors import DataError, RouterayError
 from routeray.train.common import (
     DEFAULT_STRONG,
     DEFAULT_WEAK,
+    best_grid_point,
     build_table,
     embed_texts,
     evaluate_sets,
-    fold_summary,
+    grid_combos,
+    grid_point,
     merge_config,
     seed_everything,
     source_folds,
@@ -191,14 +192,6 @@ def fit(cfg: dict[str, Any], targets: Targets, emb: np.ndarray, seed: int) -> di
     return net.state()
 
 
-def _grid(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    grid = cfg.get("grid") or {}
-    keys = sorted(grid)
-    combos: list[dict[str, Any]] = [dict(zip(keys, values, strict=True))
-                                    for values in itertools.product(*(grid[k] for k in keys))]
-    return combos or [{}]
-
-
 def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[str, Any] | None = None,
           progress: bool = True) -> Artifact:
     """Select on leave-one-source-out folds, refit on all data, write the artifact to ``out_dir``."""
@@ -229,11 +222,10 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
             return route_scores(rows(prompts), pair)
         return score
 
-    combos = _grid(cfg)
+    combos = grid_combos(cfg)
     fold_targets = [build_targets(f.train, models, cfg) for f in folds]
     fits: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # (fold, training params) -> tensors
-    results: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, Any], dict[str, Any]] | None = None
+    points: list[dict[str, Any]] = []
     with tqdm(total=len(combos) * len(folds), desc="mf selection folds", disable=not progress) as bar:
         for combo in combos:
             run_cfg = {**cfg, **combo}
@@ -246,15 +238,9 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
                 tensors = fits[(fold.holdout, fit_key)]
                 per_fold[fold.holdout] = evaluate_sets(scorer(tensors, str(run_cfg["route_on"])), fold.eval_sets)
                 bar.update(1)
-            summary = fold_summary(per_fold)
-            results.append({**combo, "heldout_mean_apgr": summary["mean_apgr"],
-                            "heldout_apgr": {k: v["apgr"] for k, v in summary["per_source"].items()}})
-            log.info("mf %s: mean held-out-source APGR %.3f", combo, summary["mean_apgr"])
-            key = summary["mean_apgr"] if np.isfinite(summary["mean_apgr"]) else -np.inf
-            if best is None or key > best[0]:
-                best = (key, combo, summary)
-    assert best is not None
-    _, combo, validation = best
+            points.append(grid_point("mf", combo, per_fold))
+    best = best_grid_point(points)
+    combo, validation = best["combo"], best["summary"]
     final_cfg = {**cfg, **combo}
     tensors = fit(final_cfg, full, rows(full.prompts), seed)
     tensors["train_prompt_emb_q8"] = quantise_unit_rows(rows(full.prompts))
@@ -271,7 +257,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         "selection": "leave-one-source-out",
         "folds": [f.holdout for f in folds],
         "chosen": combo,
-        "grid": results,
+        "grid": [p["row"] for p in points],
         "validation": validation,
         "seed": seed,
         "seconds": time.perf_counter() - t0,

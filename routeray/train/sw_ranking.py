@@ -16,7 +16,6 @@ similarity-weighted correctness on the log-odds scale (the analogue of mf's per-
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import logging
 import time
@@ -33,10 +32,12 @@ from routeray.train.common import (
     DEFAULT_WEAK,
     JudgmentTable,
     all_judgments,
+    best_grid_point,
     build_table,
     embed_texts,
     evaluate_sets,
-    fold_summary,
+    grid_combos,
+    grid_point,
     merge_config,
     seed_everything,
     source_folds,
@@ -176,13 +177,10 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
                              prior=float(params["prior"]))
         return score
 
-    grid = cfg.get("grid") or {}
-    keys = sorted(grid)
-    combos = [dict(zip(keys, v, strict=True)) for v in itertools.product(*(grid[k] for k in keys))] or [{}]
+    combos = grid_combos(cfg)
     build_keys = ("golden_as", "n_tiers", "balance", "source_weights", "max_prompts_per_source")
     builds: dict[tuple[str, str], dict[str, Any]] = {}  # (fold, statistics params) -> statistics
-    results: list[dict[str, Any]] = []
-    best: tuple[float, dict[str, Any], dict[str, Any]] | None = None
+    points: list[dict[str, Any]] = []
     with tqdm(total=len(combos) * len(folds), desc="sw_ranking selection folds", disable=not progress) as bar:
         for combo in combos:
             run_cfg = {**cfg, **combo}
@@ -194,15 +192,9 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
                 per_fold[fold.holdout] = evaluate_sets(scorer(builds[(fold.holdout, build_key)], run_cfg),
                                                        fold.eval_sets)
                 bar.update(1)
-            summary = fold_summary(per_fold)
-            results.append({**combo, "heldout_mean_apgr": summary["mean_apgr"],
-                            "heldout_apgr": {k: v["apgr"] for k, v in summary["per_source"].items()}})
-            log.info("sw_ranking %s: mean held-out-source APGR %.3f", combo, summary["mean_apgr"])
-            key = summary["mean_apgr"] if np.isfinite(summary["mean_apgr"]) else -np.inf
-            if best is None or key > best[0]:
-                best = (key, combo, summary)
-    assert best is not None
-    _, combo, validation = best
+            points.append(grid_point("sw_ranking", combo, per_fold))
+    best = best_grid_point(points)
+    combo, validation = best["combo"], best["summary"]
     final_cfg = {**cfg, **combo}
     final = _build(cap_per_source(data, cap, seed), final_cfg)
 
@@ -224,7 +216,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         "selection": "leave-one-source-out",
         "folds": [f.holdout for f in folds],
         "chosen": combo,
-        "grid": results,
+        "grid": [p["row"] for p in points],
         "validation": validation,
         "seed": seed,
         "seconds": time.perf_counter() - t0,

@@ -15,14 +15,15 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
 from routeray.config import BackendConfig, Tier
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class BackendError(Exception):
@@ -107,32 +108,30 @@ class OpenAIBackend:
     def _body(self, body: dict[str, Any]) -> dict[str, Any]:
         return {**body, "model": self.cfg.upstream_model}
 
-    def _admit(self) -> None:
+    async def _guarded(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``await call()`` under the circuit breaker: refused at once while it is open; a 4xx answer means
+        the upstream is up, any other failure (connect, timeout, 5xx, bad answer) counts against it."""
         if not self.breaker.allow():
             raise BackendError(self.tier, "circuit_open",
                                f"not called: its last {self.breaker.failures} calls failed; next try in "
                                f"{self.breaker.retry_in():.1f} s")
-
-    def _verdict(self, exc: BackendError) -> None:
-        """An upstream that answers 4xx is up; everything else counts against the breaker."""
-        if exc.status is not None and exc.status < 500:
-            self.breaker.succeeded()
-        else:
-            self.breaker.failed()
-
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A non-streaming completion: the backend's JSON answer (``model`` set to this tier's name)."""
-        self._admit()
         try:
-            data = await self._complete(body)
+            result = await call()
         except BackendError as exc:
-            self._verdict(exc)
+            if exc.reason == "status_4xx":
+                self.breaker.succeeded()
+            else:
+                self.breaker.failed()
             raise
         except BaseException:
             self.breaker.abandoned()
             raise
         self.breaker.succeeded()
-        return data
+        return result
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-streaming completion: the backend's JSON answer (``model`` set to this tier's name)."""
+        return await self._guarded(lambda: self._complete(body))
 
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         payload = self._body({**body, "stream": False})
@@ -154,18 +153,10 @@ class OpenAIBackend:
     async def stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """A streaming completion: the backend's SSE chunks as dicts (``model`` set to this tier's name).
         Connection errors and bad status raise before the first chunk; later failures raise ``stream``."""
-        self._admit()
         payload = self._body({**body, "stream": True})
         request = self._client.build_request("POST", self._url, json=payload)
-        try:
-            resp = await self._with_retries(lambda: self._client.send(request, stream=True), stream=True)
-        except BackendError as exc:
-            self._verdict(exc)
-            raise
-        except BaseException:
-            self.breaker.abandoned()
-            raise
-        self.breaker.succeeded()
+        resp = await self._guarded(
+            lambda: self._with_retries(lambda: self._client.send(request, stream=True), stream=True))
         try:
             async for line in self._lines(resp):
                 if not line.startswith("data:"):

@@ -113,3 +113,19 @@ def test_rejections_do_not_trip_it_and_it_is_off_by_default(server: FakeOpenAI) 
         await default.aclose()
 
     asyncio.run(go())
+
+
+def test_a_200_that_is_not_an_answer_counts_as_a_failure(server: FakeOpenAI) -> None:
+    async def go() -> None:
+        backend = _backend(server, failures=2)
+        server.mode = "garbage"  # HTTP 200 with HTML: up, but not answering
+        for _ in range(2):
+            with pytest.raises(BackendError) as err:
+                await backend.complete(BODY)
+            assert err.value.reason == "bad_response"
+        with pytest.raises(BackendError) as err:
+            await backend.complete(BODY)
+        assert err.value.reason == "circuit_open"
+        await backend.aclose()
+
+    asyncio.run(go())

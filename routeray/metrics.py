@@ -30,7 +30,7 @@ class GatewayMetrics:
         r = self.registry
         self.requests = Counter(
             f"{PREFIX}requests", "Chat completion requests by the model kind asked for and outcome.",
-            ["kind", "status"], registry=r)  # kind: router|tier ; status: ok|client_error|upstream_error
+            ["kind", "status"], registry=r)  # kind: router|tier ; status: ok|client_error|upstream_error|overloaded
         self.decisions = Counter(
             f"{PREFIX}routing_decisions", "Routing decisions by router and chosen tier.",
             ["router", "tier"], registry=r)
@@ -54,6 +54,9 @@ class GatewayMetrics:
         self.fallbacks = Counter(
             f"{PREFIX}fallbacks", "Fallbacks by cause and the tier used instead.",
             ["reason", "to_tier"], registry=r)  # reason: strong_error|weak_error|scorer_error
+        self.loop_lag = Gauge(
+            f"{PREFIX}event_loop_lag_seconds", "How far behind this replica's event loop runs (decaying peak); "
+            "above ingress.shed_loop_lag_ms new requests are shed.", registry=r)
         self.strong_share = Gauge(
             f"{PREFIX}strong_call_share", "Share of strong decisions over the recent decision window.",
             ["router"], registry=r)

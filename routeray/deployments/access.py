@@ -172,8 +172,4 @@ class RateLimited(APIError):
     """A 429 in OpenAI's shape that also carries the ``Retry-After`` seconds."""
 
     def __init__(self, message: str, retry_after_s: int):
-        super().__init__(message, type="rate_limit_error", code="rate_limit_exceeded")
-        self.retry_after_s = retry_after_s
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
+        super().__init__(message, type="rate_limit_error", code="rate_limit_exceeded", retry_after_s=retry_after_s)

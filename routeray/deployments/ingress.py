@@ -24,9 +24,10 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from routeray.config import Config, Tier
-from routeray.deployments.access import AccessControl, RateLimited
+from routeray.deployments.access import AccessControl
 from routeray.deployments.backends import OpenAIBackend
 from routeray.deployments.batching import ContinuousBatcher
+from routeray.deployments.overload import LoadShedder
 from routeray.deployments.protocol import APIError, ChatCompletionRequest
 from routeray.deployments.service import RoutingService, Score
 from routeray.metrics import GatewayMetrics
@@ -38,10 +39,8 @@ api = FastAPI(title="routeray", description="OpenAI-compatible LLM routing gatew
 
 
 def error_response(err: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one place an error becomes an HTTP response (a 429 carries its ``Retry-After``)."""
-    if isinstance(err, RateLimited):
-        headers = {**err.headers(), **(headers or {})}
-    return JSONResponse(err.to_dict(), status_code=err.status, headers=headers)
+    """The one place an error becomes an HTTP response (a 429 or 503 carries its ``Retry-After``)."""
+    return JSONResponse(err.to_dict(), status_code=err.status, headers={**err.headers(), **(headers or {})})
 
 
 def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
@@ -148,6 +147,9 @@ class Gateway:
                                                "weak": OpenAIBackend(self.cfg.weak, "weak")}
         self.metrics = GatewayMetrics()
         self.access = AccessControl(self.cfg.ingress.access)
+        lag_ms = self.cfg.ingress.shed_loop_lag_ms
+        self.shedder = LoadShedder(None if lag_ms is None else lag_ms / 1000)
+        self.metrics.loop_lag.set_function(lambda: self.shedder.lag.lag_s)
         self.service = RoutingService(self.cfg, self._score, backends, self.metrics)
         log.info("gateway ready: routers %s; strong %s at %s; weak %s at %s", self.service.routers,
                  self.cfg.strong.name, self.cfg.strong.base_url, self.cfg.weak.name, self.cfg.weak.base_url)
@@ -164,7 +166,8 @@ class Gateway:
         started = time.perf_counter()
         kind = "tier"
         try:
-            # Who and how often before reading the body: a rejected caller costs no parsing.
+            # Overload, who and how often before reading the body: a refused request costs no parsing.
+            self.shedder.check()
             self.access.check_rate(self.access.authenticate(request.headers.get("authorization")))
             req = await read_request(request, self.cfg.ingress.max_body_bytes)
             kind = "router" if req.model.startswith("router-") else "tier"
@@ -175,7 +178,7 @@ class Gateway:
                 return StreamingResponse(lines, media_type="text/event-stream", headers=decision.headers())
             data = await self.service.complete(req, decision)
         except APIError as err:
-            status = "client_error" if err.status < 500 else "upstream_error"
+            status = "client_error" if err.status < 500 else "overloaded" if err.status == 503 else "upstream_error"
             self.metrics.requests.labels(kind, status).inc()
             return error_response(err)
         self.metrics.requests.labels(kind, "ok").inc()

@@ -22,6 +22,7 @@ STATUS_BY_TYPE: dict[str, int] = {
     "request_too_large": 413,
     "rate_limit_error": 429,
     "upstream_error": 502,
+    "overloaded_error": 503,
     "timeout_error": 504,
     "server_error": 500,
 }
@@ -100,19 +101,24 @@ class ModelList(BaseModel):
 
 
 class APIError(Exception):
-    """An error that becomes an OpenAI-shaped response. Raised anywhere, rendered in one place."""
+    """An error that becomes an OpenAI-shaped response. Raised anywhere, rendered in one place.
+    ``retry_after_s``: when to come back (429, 503), sent as ``Retry-After``."""
 
     def __init__(self, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+                 code: str | None = None, retry_after_s: int | None = None):
         super().__init__(message)
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.retry_after_s = retry_after_s
 
     @property
     def status(self) -> int:
         return STATUS_BY_TYPE.get(self.type, 500)
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}

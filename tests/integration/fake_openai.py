@@ -25,13 +25,16 @@ def free_port() -> int:
 
 
 class FakeOpenAI:
-    """Runs in a background thread; ``mode`` may be changed at any time; ``calls`` counts requests."""
+    """Runs in a background thread; ``mode`` may be changed at any time; ``calls`` counts requests and
+    ``authorizations`` keeps each one's Authorization header. ``with FakeOpenAI(...) as fake`` starts it and
+    stops it afterwards."""
 
     def __init__(self, model: str):
         self.model = model
         self.mode = "ok"
         self.calls = 0
         self.last_body: dict | None = None
+        self.authorizations: list[str] = []
         self.port = free_port()
         self.app = FastAPI()
         self.app.post("/v1/chat/completions")(self._chat)
@@ -56,12 +59,20 @@ class FakeOpenAI:
         self._server.should_exit = True
         self._thread.join(timeout=10)
 
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.force_exit = True  # handlers left stalling by a test would hold a graceful shutdown
+        self.stop()
+
     def _answer(self, body: dict) -> str:
         last = body["messages"][-1].get("content", "")
         return f"[{self.model}] {str(last)[:40]}"
 
     async def _chat(self, request: Request):
         self.calls += 1
+        self.authorizations.append(request.headers.get("authorization", ""))
         body = await request.json()
         self.last_body = body
         mode = self.mode

@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
-from tests.integration.fake_openai import FakeOpenAI, free_port
+from routeray.config import RoutingConfig
+from tests.integration.conftest import FakeGateway, fake_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +25,8 @@ MSG = [{"role": "user", "content": PROMPT}]
 
 
 class Env:
-    def __init__(self, url: str, strong: FakeOpenAI, weak: FakeOpenAI, seen_auth: list[str]):
-        self.url, self.strong, self.weak, self.seen_auth = url, strong, weak, seen_auth
+    def __init__(self, gw: FakeGateway):
+        self.url, self.strong, self.weak = gw.url, gw.strong, gw.weak
 
     def client(self, key: str = FAST_KEY) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=30)
@@ -34,38 +34,18 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(clean_ray: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    from routeray.deployments.cli import start
-
     keys = tmp_path_factory.mktemp("access") / "client_keys.txt"
     keys.write_text(f"{FAST_KEY}\n{SLOW_KEY} 6  # one request every 10 s\n")
-    strong, weak = FakeOpenAI("fake-strong"), FakeOpenAI("fake-weak")
-    seen: list[str] = []
-
-    @strong.app.middleware("http")
-    async def record_auth(request, call_next):  # type: ignore[no-untyped-def]
-        seen.append(request.headers.get("authorization", ""))
-        return await call_next(request)
-
-    strong.start(), weak.start()
     os.environ["ROUTERAY_TEST_STRONG_KEY"] = SECRET  # inherited by the Ray cluster this module starts
-    fast = {"timeout_s": 2, "read_timeout_s": 1, "connect_timeout_s": 1, "max_retries": 0}
-    cfg = Config(
-        http_port=free_port(),
-        routers=[ScorerConfig(router="random")],
-        engine=EngineConfig(enabled=False),
-        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, api_key_env="ROUTERAY_TEST_STRONG_KEY",
-                             **fast),
-        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
-        routing=RoutingConfig(scorer_timeout_s=20),
-        ingress={"max_body_bytes": 64_000,
-                 "access": {"api_keys_file": str(keys), "rate_limit_per_minute": 60_000, "rate_limit_burst": 1000}},
-    )
-    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
-    yield Env(f"http://127.0.0.1:{cfg.http_port}", strong, weak, seen)
-    os.environ.pop("ROUTERAY_TEST_STRONG_KEY", None)
-    strong._server.force_exit = True
-    strong.stop()
-    weak.stop()
+    access = {"api_keys_file": str(keys), "rate_limit_per_minute": 60_000, "rate_limit_burst": 1000}
+    try:
+        with fake_gateway(backend={"timeout_s": 2, "read_timeout_s": 1},
+                          strong={"api_key_env": "ROUTERAY_TEST_STRONG_KEY"},
+                          routing=RoutingConfig(scorer_timeout_s=20),
+                          ingress={"max_body_bytes": 64_000, "access": access}) as gw:
+            yield Env(gw)
+    finally:
+        os.environ.pop("ROUTERAY_TEST_STRONG_KEY", None)
 
 
 def _post(env: Env, body: bytes | dict, key: str | None = FAST_KEY) -> httpx.Response:
@@ -125,7 +105,7 @@ def test_strong_key_and_prompts_never_leak(env: Env) -> None:
     seen.append(str(client.models.list()))
     for path in ("/metrics", "/stats", "/v1/models", "/health"):
         seen.append(httpx.get(f"{env.url}{path}", headers={"authorization": f"Bearer {FAST_KEY}"}).text)
-    assert f"Bearer {SECRET}" in env.seen_auth  # the key did reach the upstream
+    assert f"Bearer {SECRET}" in env.strong.authorizations  # the key did reach the upstream
     assert any("strong_error" in s for s in seen)  # and fallbacks happened
     for text in seen:
         assert SECRET not in text

@@ -11,46 +11,52 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
-from tests.integration.fake_openai import FakeOpenAI, free_port
+from routeray.config import RoutingConfig
+from tests.integration.conftest import fake_gateway
 
 pytestmark = pytest.mark.integration
 
 KEY = "sk-fuzz-client-0001"
-MAX_EXAMPLES = 600  # per operation and phase; bounded by MAX_TIME_S as well
-MAX_TIME_S = 75
 # Names that get past the model-name check, so positive cases reach scoring, routing and the upstreams;
 # negative cases still send every other string, and non-strings, as ``model``.
 VALID_MODELS = ["router-random-0.5", "router-random-0", "router-random-1", "router-random-30%", "strong", "weak",
                 "fake-strong", "fake-weak"]
 
 
+@dataclass(frozen=True)
+class Budget:
+    """How long schemathesis runs, and the least traffic that counts as a real fuzz run."""
+
+    max_examples: int  # per operation and phase
+    max_time_s: int
+    min_requests: int
+    min_ok: int  # 200s: positive cases that really went through routing and the upstreams
+
+
+@pytest.fixture(scope="module")
+def budget() -> Budget:
+    return Budget(max_examples=600, max_time_s=75, min_requests=1000, min_ok=100)
+
+
 @pytest.fixture(scope="module")
 def gateway(clean_ray: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from routeray.deployments.cli import start
+    with fake_gateway(**fuzz_config(tmp_path_factory)) as gw:
+        yield gw.url
 
+
+def fuzz_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Config fields of the fuzzed gateway: client keys on (KEY), a 64 kB body limit."""
     keys = tmp_path_factory.mktemp("fuzz") / "keys.txt"
     keys.write_text(KEY + "\n")
-    strong, weak = FakeOpenAI("fake-strong").start(), FakeOpenAI("fake-weak").start()
-    fast = {"timeout_s": 5, "read_timeout_s": 2, "connect_timeout_s": 1, "max_retries": 0}
-    cfg = Config(
-        http_port=free_port(),
-        routers=[ScorerConfig(router="random")],
-        engine=EngineConfig(enabled=False),
-        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
-        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
-        routing=RoutingConfig(scorer_timeout_s=20),
-        ingress={"max_body_bytes": 64_000, "access": {"api_keys_file": str(keys)}},
-    )
-    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
-    yield f"http://127.0.0.1:{cfg.http_port}"
-    strong.stop()
-    weak.stop()
+    return {"routing": RoutingConfig(scorer_timeout_s=20),
+            "ingress": {"max_body_bytes": 64_000, "access": {"api_keys_file": str(keys)}}}
 
 
 def _schemathesis() -> list[str]:
@@ -76,24 +82,25 @@ def _fuzz_schema(gateway: str, path: Path) -> Path:
     return path
 
 
-def test_schemathesis_finds_no_server_error(gateway: str, tmp_path: Path) -> None:
+def test_schemathesis_finds_no_server_error(gateway: str, budget: Budget, tmp_path: Path) -> None:
     report = tmp_path / "report.ndjson"
     schema = _fuzz_schema(gateway, tmp_path / "openapi.json")
     cmd = _schemathesis() + [
         "run", str(schema), "--url", gateway, "--checks", "not_a_server_error", "--mode", "all",
-        "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES), "--max-time", str(MAX_TIME_S),
+        "--phases", "examples,coverage,fuzzing", "--max-examples", str(budget.max_examples),
+        "--max-time", str(budget.max_time_s),
         "--seed", "20261124", "--workers", "4", "--request-timeout", "30", "--generation-database", "none",
         "--suppress-health-check", "all", "--no-color", "-H", f"Authorization: Bearer {KEY}",
         "--report", "ndjson", "--report-ndjson-path", str(report),
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=MAX_TIME_S + 90)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=budget.max_time_s + 90)
     tail = run.stdout[-4000:] + run.stderr[-2000:]
     assert run.returncode == 0, tail
     statuses = _statuses(report)
     cases = sum(statuses.values())
     print(f"schemathesis: {cases} requests, status codes {dict(sorted(statuses.items()))}")
-    assert cases >= 1000, tail
-    assert statuses[200] >= 100, statuses  # positive cases really went through routing and upstreams
+    assert cases >= budget.min_requests, tail
+    assert statuses[200] >= budget.min_ok, statuses
     assert not any(code >= 500 for code in statuses), statuses
     assert httpx.get(f"{gateway}/health").json()["status"] == "ok"
     r = httpx.post(f"{gateway}/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},

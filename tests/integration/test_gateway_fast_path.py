@@ -11,10 +11,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
+from routeray.config import ScorerConfig
 from tests.integration import test_gateway_faults as faults
-from tests.integration.conftest import _alive, _children_named
-from tests.integration.fake_openai import FakeOpenAI, free_port
+from tests.integration.conftest import _alive, _children_named, fake_gateway
 from tests.integration.test_gateway_faults import Env
 
 pytestmark = pytest.mark.integration
@@ -42,31 +41,18 @@ test_metrics_after_traffic = faults.test_metrics_after_traffic
 
 @pytest.fixture(scope="module")
 def env(clean_ray: None) -> Iterator[Env]:
-    from routeray.deployments.cli import start, stop
+    from routeray.deployments.cli import stop
 
-    strong = FakeOpenAI("fake-strong").start()
-    weak = FakeOpenAI("fake-weak").start()
-    fast = {"timeout_s": 4, "read_timeout_s": 1.5, "connect_timeout_s": 1, "max_retries": 1, "backoff_s": 0.05}
-    cfg = Config(
-        http_port=free_port(),
-        http_proxy="haproxy",
-        routers=[ScorerConfig(router="random", placement="ingress", max_batch_size=32)],
-        engine=EngineConfig(enabled=False),
-        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
-        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
-        routing=RoutingConfig(percent_min_samples=20, percent_window=500, scorer_timeout_s=20),
-        ingress={"max_body_bytes": 64_000},
-    )
-    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
-    yield Env(f"http://127.0.0.1:{cfg.http_port}", strong, weak, cfg)
-    haproxy = _children_named("haproxy")
-    assert haproxy, "HAProxy was not running: the fast path was not taken"
-    t0 = time.monotonic()
-    stop()
-    while any(_alive(p) for p in haproxy) and time.monotonic() - t0 < 30:
-        time.sleep(0.5)
-    strong.stop()
-    weak.stop()
+    with fake_gateway(backend=faults.BACKEND, routing=faults.ROUTING, ingress={"max_body_bytes": 64_000},
+                      http_proxy="haproxy",
+                      routers=[ScorerConfig(router="random", placement="ingress", max_batch_size=32)]) as gw:
+        yield Env(gw)
+        haproxy = _children_named("haproxy")
+        assert haproxy, "HAProxy was not running: the fast path was not taken"
+        t0 = time.monotonic()
+        stop()
+        while any(_alive(p) for p in haproxy) and time.monotonic() - t0 < 30:
+            time.sleep(0.5)
     assert not any(_alive(p) for p in haproxy), "HAProxy outlived Serve's shutdown"
     assert time.monotonic() - t0 < 30
 

@@ -12,21 +12,26 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
-from tests.integration.fake_openai import FakeOpenAI, free_port
+from routeray.config import RoutingConfig, ScorerConfig
+from tests.integration.conftest import FakeGateway, fake_gateway
 
 pytestmark = pytest.mark.integration
 
 MSG = [{"role": "user", "content": "What is the capital of France?"}]
 
 
+# Shared with test_gateway_fast_path, which runs these tests again on the fast path.
+BACKEND = {"timeout_s": 4, "read_timeout_s": 1.5, "max_retries": 1, "backoff_s": 0.05}
+ROUTING = RoutingConfig(percent_min_samples=20, percent_window=500, scorer_timeout_s=20)  # shared CPUs
+
+
 class Env:
-    def __init__(self, url: str, strong: FakeOpenAI, weak: FakeOpenAI, cfg: Config):
-        self.url = url
-        self.cfg = cfg
-        self.strong = strong
-        self.weak = weak
-        self.client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+    def __init__(self, gw: FakeGateway):
+        self.url = gw.url
+        self.cfg = gw.cfg
+        self.strong = gw.strong
+        self.weak = gw.weak
+        self.client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="unused", max_retries=0, timeout=30)
 
     def reset(self) -> None:
         self.strong.mode = self.weak.mode = "ok"
@@ -34,25 +39,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(clean_ray: None) -> Iterator[Env]:
-    from routeray.deployments.cli import start
-
-    strong = FakeOpenAI("fake-strong").start()
-    weak = FakeOpenAI("fake-weak").start()
-    fast = {"timeout_s": 4, "read_timeout_s": 1.5, "connect_timeout_s": 1, "max_retries": 1, "backoff_s": 0.05}
-    cfg = Config(
-        http_port=free_port(),
-        routers=[ScorerConfig(router="random", max_batch_size=32, batch_wait_timeout_s=0.01)],
-        engine=EngineConfig(enabled=False),
-        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
-        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
-        routing=RoutingConfig(percent_min_samples=20, percent_window=500, scorer_timeout_s=20),  # shared CPUs
-        ingress={"max_body_bytes": 64_000},
-    )
-    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
-    e = Env(f"http://127.0.0.1:{cfg.http_port}", strong, weak, cfg)
-    yield e
-    strong.stop()
-    weak.stop()
+    scorer = ScorerConfig(router="random", max_batch_size=32, batch_wait_timeout_s=0.01)
+    with fake_gateway(backend=BACKEND, routing=ROUTING, ingress={"max_body_bytes": 64_000}, routers=[scorer]) as gw:
+        yield Env(gw)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ reporting usage, so spend is counted); the routers are ``random`` and, when its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,7 +26,8 @@ import openai
 import pytest
 import yaml
 
-from routeray.config import BackendConfig, Config, EngineConfig, ScorerConfig, _has_artifact
+from routeray.config import ScorerConfig, _has_artifact
+from tests.integration.conftest import RAY_INIT, fake_gateway
 from tests.integration.fake_openai import FakeOpenAI, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,46 +79,27 @@ def prometheus_bin() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def stack(prometheus_bin: str, clean_ray: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from routeray.deployments.cli import start
-
-    strong = FakeOpenAI("fake-strong").start()
-    weak = FakeOpenAI("fake-weak").start()
-    fast = {"timeout_s": 4, "read_timeout_s": 1.5, "connect_timeout_s": 1, "max_retries": 0}
-    routers = ["random"] + (["mf"] if _has_artifact("mf") else [])
-    cfg = Config(
-        http_port=free_port(),
-        routers=[ScorerConfig(router=r, max_batch_size=32, batch_wait_timeout_s=0.005) for r in routers],
-        engine=EngineConfig(enabled=False),
-        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, price_input_per_mtok=2.5,
-                             price_output_per_mtok=10, **fast),
-        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, price_input_per_mtok=0.05,
-                           price_output_per_mtok=0.2, **fast),
-    )
-    ray_port = free_port()
-    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False,
-                         "_metrics_export_port": ray_port})
-    gateway = f"http://127.0.0.1:{cfg.http_port}"
-
-    tmp = tmp_path_factory.mktemp("prometheus")
+@contextlib.contextmanager
+def _prometheus(binary: str, tmp: Path, gateway_port: int, ray_port: int) -> Iterator[str]:
+    """A Prometheus scraping the gateway and Ray's metrics port every SCRAPE_S with the alert rules loaded;
+    yields its URL once it is ready, stops it afterwards."""
     config = {
         "global": {"scrape_interval": f"{SCRAPE_S}s", "evaluation_interval": f"{SCRAPE_S}s"},
         "rule_files": [str(RULES)],
         "scrape_configs": [
-            {"job_name": "routeray-gateway", "static_configs": [{"targets": [f"127.0.0.1:{cfg.http_port}"]}]},
+            {"job_name": "routeray-gateway", "static_configs": [{"targets": [f"127.0.0.1:{gateway_port}"]}]},
             {"job_name": "ray", "static_configs": [{"targets": [f"127.0.0.1:{ray_port}"]}]},
         ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     port = free_port()
     log = (tmp / "prometheus.log").open("wb")
-    proc = subprocess.Popen([prometheus_bin, f"--config.file={tmp / 'prometheus.yml'}",
+    proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}",
                              f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait(f"http://127.0.0.1:{port}/-/ready", 30, proc)
-        yield Stack(gateway, f"http://127.0.0.1:{port}", routers, strong, weak)
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
@@ -125,8 +108,20 @@ def stack(prometheus_bin: str, clean_ray: None, tmp_path_factory: pytest.TempPat
             proc.kill()
             proc.wait()
         log.close()
-        strong.stop()
-        weak.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(prometheus_bin: str, clean_ray: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    routers = ["random"] + (["mf"] if _has_artifact("mf") else [])
+    ray_port = free_port()
+    scorers = [ScorerConfig(router=r, max_batch_size=32, batch_wait_timeout_s=0.005) for r in routers]
+    tmp = tmp_path_factory.mktemp("prometheus")
+    with fake_gateway(backend={"timeout_s": 4, "read_timeout_s": 1.5}, routers=scorers,
+                      strong={"price_input_per_mtok": 2.5, "price_output_per_mtok": 10},
+                      weak={"price_input_per_mtok": 0.05, "price_output_per_mtok": 0.2},
+                      ray_init={**RAY_INIT, "_metrics_export_port": ray_port}) as gw, \
+            _prometheus(prometheus_bin, tmp, gw.cfg.http_port, ray_port) as prometheus:
+        yield Stack(gw.url, prometheus, routers, gw.strong, gw.weak)
 
 
 async def _traffic(stack: Stack, n: int) -> list[str]:

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ray import serve
 
 from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
+from tests.integration.conftest import FAST_BACKEND, RAY_INIT
 from tests.integration.fake_openai import FakeOpenAI, free_port
 
 pytestmark = pytest.mark.integration
@@ -87,30 +88,24 @@ class Env:
 def env(clean_ray: None) -> Iterator[Env]:
     from routeray.deployments.cli import _start_serve, deploy, serve_applications
 
-    strong = FakeOpenAI("fake-strong").start()
-    old_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old_path) if p)  # replicas import this file
     port = free_port()
-    fast = {"timeout_s": 5, "read_timeout_s": 2, "connect_timeout_s": 1, "max_retries": 2, "backoff_s": 0.1}
-    cfg = Config(
-        http_port=port,
-        routers=[ScorerConfig(router="random")],
-        engine=EngineConfig(enabled=False),
-        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
-        weak=BackendConfig(name="fake-weak", base_url=f"http://127.0.0.1:{port}/weak/v1", **fast),
-        routing=RoutingConfig(scorer_timeout_s=3),
-    )
-    _start_serve(cfg, {"address": "local", "num_cpus": 2, "include_dashboard": False})
+    fast = {**FAST_BACKEND, "max_retries": 2, "backoff_s": 0.1}
     engine = {"name": "weak-engine", "route_prefix": "/weak",
               "import_path": "tests.integration.test_replica_faults:build_fake_engine", "args": {}}
-    deploy([engine, *serve_applications(cfg)])
-    yield Env(f"http://127.0.0.1:{port}", cfg, strong)
-    if old_path is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old_path
-    strong._server.force_exit = True  # stalled handlers would hold a graceful shutdown
-    strong.stop()
+    with FakeOpenAI("fake-strong") as strong, pytest.MonkeyPatch.context() as env_vars:
+        old_path = os.environ.get("PYTHONPATH")  # replicas import this file
+        env_vars.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), old_path) if p))
+        cfg = Config(
+            http_port=port,
+            routers=[ScorerConfig(router="random")],
+            engine=EngineConfig(enabled=False),
+            strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
+            weak=BackendConfig(name="fake-weak", base_url=f"http://127.0.0.1:{port}/weak/v1", **fast),
+            routing=RoutingConfig(scorer_timeout_s=3),
+        )
+        _start_serve(cfg, RAY_INIT)
+        deploy([engine, *serve_applications(cfg)])
+        yield Env(f"http://127.0.0.1:{port}", cfg, strong)
 
 
 def _replica_actors(app: str, deployment: str) -> list[str]:

@@ -14,8 +14,8 @@ import httpx
 import psutil
 import pytest
 
-from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig
-from tests.integration.fake_openai import FakeOpenAI, free_port
+from routeray.config import RoutingConfig
+from tests.integration.conftest import fake_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,22 +28,8 @@ MAX_GROWTH_MB = 40.0  # per process, between the first and the last third of the
 
 @pytest.fixture(scope="module")
 def url(clean_ray: None) -> Iterator[str]:
-    from routeray.deployments.cli import start
-
-    strong, weak = FakeOpenAI("fake-strong").start(), FakeOpenAI("fake-weak").start()
-    fast = {"timeout_s": 5, "read_timeout_s": 2, "connect_timeout_s": 1, "max_retries": 1}
-    cfg = Config(
-        http_port=free_port(),
-        routers=[ScorerConfig(router="random")],
-        engine=EngineConfig(enabled=False),
-        strong=BackendConfig(name="fake-strong", base_url=strong.base_url, **fast),
-        weak=BackendConfig(name="fake-weak", base_url=weak.base_url, **fast),
-        routing=RoutingConfig(scorer_timeout_s=5),
-    )
-    start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False})
-    yield f"http://127.0.0.1:{cfg.http_port}"
-    strong.stop()
-    weak.stop()
+    with fake_gateway(backend={"max_retries": 1}, routing=RoutingConfig(scorer_timeout_s=5)) as gw:
+        yield gw.url
 
 
 def _processes() -> dict[str, psutil.Process]:

@@ -186,6 +186,10 @@ class IngressConfig(_Model):
     num_replicas: int = Field(1, ge=1, description="Ingress replicas (each keeps its own /metrics registry).")
     num_cpus: float = Field(0.0, ge=0, description="CPUs each ingress replica reserves (0 beside a CPU engine).")
     max_ongoing_requests: int = Field(1000, ge=1, description="Requests one ingress replica accepts at once.")
+    max_queued_requests: int = Field(
+        -1, ge=-1, description="Requests that may wait for an ingress replica beyond max_ongoing_requests; more "
+        "get Ray Serve's 503 (plain text, Retry-After) at once. -1: unbounded (past saturation the queue grows "
+        "and callers time out).")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
     shed_loop_lag_ms: float | None = Field(
         None, gt=0, description="Load shedding: while the replica's event loop runs more than this many ms behind "

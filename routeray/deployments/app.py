@@ -42,6 +42,7 @@ def build_app(args: dict[str, Any]) -> Application:
     return gateway.options(
         num_replicas=ing.num_replicas,
         max_ongoing_requests=ing.max_ongoing_requests,
+        max_queued_requests=ing.max_queued_requests,
         ray_actor_options={"num_cpus": ing.num_cpus},
     ).bind(ingress_args(cfg), scorers)
 

@@ -7,6 +7,11 @@ counts cannot tell that apart from a slow upstream (100 req/s of 30-second answe
 healthy replica), but the event loop's lag can: a ticker that should wake every ``interval_s`` measures how
 late it wakes. When the lag passes the configured limit, new requests get a 503 in OpenAI's shape with
 ``Retry-After`` — a cheap answer that frees the CPU for the requests already accepted — until it recovers.
+
+The lag sees only requests that reached the handler. Requests beyond ``max_ongoing_requests`` wait in Ray
+Serve's replica queue, before any user code; ``ingress.max_queued_requests`` bounds that queue (Serve answers
+the excess with its own plain-text 503). Both are off by default: the right limits depend on the replica's
+service rate, which the deployment knows and this module does not.
 """
 
 from __future__ import annotations

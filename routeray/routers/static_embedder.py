@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import shutil
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from routeray.errors import RouterayError
-from routeray.paths import sha256_file
+from routeray.paths import sha256_file, staged_dir
 from routeray.routers.embedders import Embedder, minilm_path
 
 log = logging.getLogger(__name__)
@@ -140,21 +139,12 @@ def prepare_static(name: str = DEFAULT_STATIC) -> Path:
     log.info("building static embedder %s from MiniLM into %s (once, ~20 s)", name, target)
     src = minilm_path()
     table = build_table(recipe(name), src)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write a temporary folder and rename it, so a concurrent or interrupted build never leaves half a table.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
+    with staged_dir(target, replace=True) as tmp:  # a stale table is replaced
         np.save(tmp / TABLE_FILE, table)
         shutil.copyfile(src / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         meta = {"name": name, "hash": expected, "recipe": asdict(recipe(name)),
                 "table_sha256": hashlib.sha256(table.tobytes()).hexdigest(), "shape": list(table.shape)}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -72,9 +72,11 @@ def prepare_examples(data: PreferenceData, cfg: dict[str, Any], seed: int
     return pair, train_ex, val_ex, train_data
 
 
-def base_report(router: str, pair: neural.PairSpec, train_ex: neural.PairExamples,
+def base_report(router: str, pair: neural.PairSpec, train_ex: neural.PairExamples | neural.ModelExamples,
                 val_ex: neural.PairExamples) -> dict[str, Any]:
-    def by_family(ex: neural.PairExamples) -> dict[str, int]:
+    """The report's data part; ``train_ex`` is what was trained on (pair or per-model examples)."""
+
+    def by_family(ex: neural.PairExamples | neural.ModelExamples) -> dict[str, int]:
         return {f: ex.sources.count(f) for f in sorted(set(ex.sources))}
 
     return {"router": router, "n_train": len(train_ex), "n_val": len(val_ex), "n_train_prompts": len(train_ex),
@@ -144,11 +146,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     model_dir = out_dir / MODEL_DIR
     model.save_pretrained(str(model_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(model_dir))
-    report = base_report("bert", pair, train_ex, val_ex)
-    if isinstance(fit_ex, neural.ModelExamples):
-        report.update({"n_train": len(fit_ex), "n_train_prompts": len(fit_ex),
-                       "train_sources": {f: fit_ex.sources.count(f) for f in sorted(set(fit_ex.sources))},
-                       "n_train_judgments": int(len(fit_ex.judgments))})
+    report = base_report("bert", pair, fit_ex, val_ex)
     report.update({"validation": neural.apgr_report(score(val_ex.prompts), val_ex) if len(val_ex) else {},
                    "best_step": result.best_step, "history": result.history,
                    "train_seconds": round(result.seconds, 1), "seconds": round(time.monotonic() - started, 1),

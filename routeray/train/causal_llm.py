@@ -186,12 +186,9 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     model.config.use_cache = True
     model.save_pretrained(str(model_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(model_dir))
-    report = base_report("causal_llm", pair, train_ex, val_ex)
+    report = base_report("causal_llm", pair, fit_ex, val_ex)
     if isinstance(fit_ex, neural.ModelExamples):
-        report.update({"n_train": len(fit_ex), "n_train_prompts": len(fit_ex),
-                       "train_sources": {f: fit_ex.sources.count(f) for f in sorted(set(fit_ex.sources))},
-                       "n_train_judgments": int(len(fit_ex.judgments)),
-                       "n_train_golden_cells": int(fit_ex.mask.sum())})
+        report["n_train_golden_cells"] = int(fit_ex.mask.sum())
     report.update({"validation": neural.apgr_report(score(val_ex.prompts), val_ex) if len(val_ex) else {},
                    "best_step": result.best_step, "history": result.history,
                    "trainable_params": n_trainable, "train_seconds": round(result.seconds, 1),

@@ -257,6 +257,10 @@ class ModelExamples:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    @property
+    def n_judgments(self) -> int:
+        return int(len(self.judgments))
+
 
 def head_models(data: PreferenceData) -> list[str]:
     """Every model with a golden label or a judgment in ``data``, sorted: the ``per_model`` head's outputs."""

@@ -1,24 +1,35 @@
-"""Routing overhead, side by side: the gateway vs the backend called directly vs a RouteLLM-style server.
+"""Routing overhead, side by side: routeray's gateways, the one-process design and RouteLLM's own server,
+each against the backend called directly, in one run.
 
-``compare`` starts three targets in front of one loopback OpenAI backend (a real HTTP server that answers
-at once, in its own process) and offers each the same open-loop traffic at a sweep of rates:
+``compare`` starts every target in front of one loopback OpenAI backend (a real HTTP server that answers
+at once, in its own process) and offers each the same open-loop Poisson traffic of real prompts at a sweep
+of rates, targets interleaved per rate:
 
 - ``direct``: the loopback backend itself (the floor: client, HTTP and JSON costs only);
-- ``gateway``: routeray on real Ray Serve (ingress + scorer deployment, both tiers -> the backend);
-- ``routellm``: the design of RouteLLM's server, with the same router object: a FastAPI/uvicorn app that
-  scores each prompt inside its request handler (no batching) and forwards with the ``openai`` client.
+- ``routeray-<name>``: one per ``--gateway NAME=JSON``, routeray on real Ray Serve with the shipped defaults
+  and that partial config merged over them (``default={}`` is what ``make serve`` ships), each on a Ray
+  cluster of its own in a child process, both tiers -> the backend;
+- ``one_process``: RouteLLM's server design around the same router object: one FastAPI/uvicorn process that
+  scores each prompt inside its request handler (no batching) and forwards with the ``openai`` client;
+- ``routellm``: RouteLLM's own server, ``routellm[serve]==0.2.0`` from PyPI in a venv of its own
+  (``bench/routellm_peer.py``: a seeded random MF checkpoint of its shape, its embedding call answered by
+  the local MiniLM, its completions through litellm to the same backend).
 
-It prints a table and writes ``bench/results/overhead.json`` and a PNG: achieved throughput, errors,
-fallbacks, p50/p90/p99 latency, latency added over ``direct`` at the same offered rate, saturation
-throughput, and the gateway/RouteLLM ratios (the machine is noisy: ratios measured in one run travel
-better than times). Every process it starts is stopped on exit. The load itself is generated in a
-separate process (asyncio + uvloop + aiohttp) so it does not share an interpreter with any target.
+It prints a table and writes ``bench/results/overhead.json`` and a PNG: answers/s, failures and refusals
+(429/503, with time to rejection and Retry-After), fallbacks, p50/p90/p99 latency, latency added over
+``direct`` at the same offered rate, CPU per answer of every process of each target, saturation, goodput
+past it, the ratios between targets and the installed versions (the machine is noisy: ratios and CPU per
+answer from one run travel better than times). After each step it waits until the target is idle again
+(a collapsed server keeps working through abandoned requests). Every process it starts is stopped on exit.
+The load itself is generated in a separate process (asyncio + uvloop + aiohttp) so it does not share an
+interpreter with any target.
 
 ``load`` is the load generator alone, against any running gateway: Poisson (or ``--even``) arrivals at
 ``--rate`` for ``--duration`` seconds, real prompts mixed by source, a weighted mix of model names, a
 share of streaming requests (time to first token measured), and the tiers that answered.
 
-    .venv/bin/python bench/overhead.py compare --router random --rates 10,50,100,200,400 --duration 10
+    .venv/bin/python bench/overhead.py compare --router mf --rates 10,50,100,200,400,800 --stream-rates 100 \\
+        --gateway default='{}' --gateway fast='{"http_proxy": "haproxy"}'
     .venv/bin/python bench/overhead.py load --url http://127.0.0.1:8000 --rate 20 --duration 30 \\
         --models router-mf-0.116=3,router-mf-30%=1 --mix gsm8k=1,mt_bench=1 --stream-share 0.2
 """
@@ -33,6 +44,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -43,13 +55,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import Request  # module level: the RouteLLM-style handler's annotation must resolve here
+from fastapi import Request  # module level: the one-process handler's annotation must resolve here
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, also when imported by tests
+import overhead_report as report  # noqa: E402
+from overhead_report import REJECTED  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
 SOURCES = ("gsm8k", "mt_bench", "arena", "mmlu")
-TARGETS = ("direct", "gateway", "routellm")
 
 
 # ---- prompts and mixes ----------------------------------------------------------------------------------
@@ -133,6 +148,7 @@ class Result:
     tier: str | None = None
     fallback: str | None = None
     error: str | None = None
+    retry_after: str | None = None
 
 
 async def _one(session: Any, url: str, model: str, source: str, prompt: str, stream: bool,
@@ -148,7 +164,8 @@ async def _one(session: Any, url: str, model: str, source: str, prompt: str, str
             h = resp.headers
             if resp.status != 200:
                 await resp.read()
-                return Result(model, source, stream, False, time.perf_counter() - t0, error=f"http_{resp.status}")
+                return Result(model, source, stream, False, time.perf_counter() - t0, error=f"http_{resp.status}",
+                              retry_after=h.get("retry-after"))
             if stream:
                 answered = None
                 async for raw in resp.content:
@@ -222,6 +239,13 @@ def _pct(values: list[float]) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(arr, q)), 2) for q in (50, 90, 99)}
 
 
+def _rejected(refused: list[Result]) -> dict[str, Any]:
+    if not refused:
+        return {}
+    return {"count": len(refused), "latency_ms": _pct([r.latency_s for r in refused]),
+            "retry_after_share": round(sum(r.retry_after is not None for r in refused) / len(refused), 3)}
+
+
 def summarise(results: list[Result], sent: int, send_s: float, total_s: float, rate: float) -> dict[str, Any]:
     """Rates, latency percentiles (ms), errors, fallbacks and per-model tiers of one load run."""
     ok = [r for r in results if r.ok]
@@ -246,6 +270,8 @@ def summarise(results: list[Result], sent: int, send_s: float, total_s: float, r
         "ttft_ms": _pct([r.ttft_s for r in ok if r.stream and r.ttft_s is not None]),
         "stream_latency_ms": _pct([r.latency_s for r in ok if r.stream]),
         "errors": dict(Counter(r.error for r in results if not r.ok)), "unfinished": sent - len(results),
+        # load shed on purpose (429/503): how fast the refusal came and whether it said when to retry
+        "rejected": _rejected([r for r in results if r.error in REJECTED]),
         "fallbacks": dict(Counter(r.fallback for r in ok if r.fallback)),
         "sources": dict(Counter(r.source for r in results)), "models": per_model,
     }
@@ -347,8 +373,8 @@ def backend_main(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- the RouteLLM-style server --------------------------------------------------------------------------
-def routellm_app(router_name: str, upstream: str, artifact: str | None = None) -> Any:
+# ---- the one-process server (RouteLLM's design around our router) --------------------------------------
+def one_process_app(router_name: str, upstream: str, artifact: str | None = None) -> Any:
     """RouteLLM's server design (``routellm/openai_server.py``) around our router: one FastAPI handler that
     validates the body with pydantic, scores the prompt synchronously in the handler (one prompt per call,
     no batching), picks the tier and forwards with the ``openai`` async client."""
@@ -391,16 +417,18 @@ def routellm_app(router_name: str, upstream: str, artifact: str | None = None) -
     return app
 
 
-def routellm_main(args: argparse.Namespace) -> int:
+def one_process_main(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(routellm_app(args.router, args.upstream, args.artifact), host="127.0.0.1", port=args.port, log_level="warning",
-                access_log=False, backlog=4096)
+    uvicorn.run(one_process_app(args.router, args.upstream, args.artifact), host="127.0.0.1", port=args.port,
+                log_level="warning", access_log=False, backlog=4096)
     return 0
 
 
-# ---- the side-by-side comparison ------------------------------------------------------------------------
-def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, what: str) -> None:
+# ---- processes ------------------------------------------------------------------------------------------
+def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, what: str,
+               ok_only: bool = False) -> None:
+    """Until ``url`` answers (with a 200 when ``ok_only``: a Serve proxy answers 404/503 before its apps run)."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -408,27 +436,42 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float, w
         if proc is not None and proc.poll() is not None:
             raise SystemExit(f"{what} exited with code {proc.returncode} before answering")
         with contextlib.suppress(httpx.HTTPError):
-            httpx.get(url, timeout=1)
-            return
+            if httpx.get(url, timeout=1).status_code == 200 or not ok_only:
+                return
         time.sleep(0.2)
     raise SystemExit(f"{what} did not answer at {url} within {timeout:.0f} s")
 
 
-@contextlib.contextmanager
-def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0) -> Iterator[int]:
-    """Run ``overhead.py <args>`` as a child process until the block ends (then SIGTERM, then SIGKILL);
-    yields its pid."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL)
-    try:
-        _wait_http(ready_url, proc, timeout, what)
-        yield proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _process_table() -> dict[int, tuple[int, float, str]]:
+    """pid -> (parent pid, CPU seconds used, title) of every process we can read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                title = argv0.split(".", 1)[0] if argv0.startswith("ray::") else Path(argv0).name
+                out[pid] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, title)
+    return out
+
+
+def descendants(root: int, skip: Collection[int] = (), table: dict[int, tuple[int, float, str]] | None = None
+                ) -> set[int]:
+    """``root`` and every process below it, leaving out the subtrees of ``skip``."""
+    table = _process_table() if table is None else table
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (ppid, _, _) in table.items():
+        children[ppid].append(pid)
+    out, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in skip or pid in out:
+            continue
+        out.add(pid)
+        todo += children.get(pid, [])
+    return out
 
 
 def cpu_by_process(root: int, skip: Collection[int] = ()) -> dict[str, float]:
@@ -436,33 +479,42 @@ def cpu_by_process(root: int, skip: Collection[int] = ()) -> dict[str, float]:
     (Ray names its workers ``ray::ServeReplica:<app>:<deployment>``, ``ray::ProxyActor``, ...), leaving out the
     subtrees of ``skip``: a target's cost in CPU, which a shared machine's other jobs disturb far less than
     its latency."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parent, used, title = {}, {}, {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            pid = int(entry.name)
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-                parent[pid], used[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
-                title[pid] = argv0.split(".", 1)[0] if argv0.startswith("ray::") else Path(argv0).name
-
-    def counted(pid: int) -> bool:
-        while pid not in skip:
-            if pid == root:
-                return True
-            if pid not in parent:
-                return False
-            pid = parent[pid]
-        return False
-
+    table = _process_table()
     out: dict[str, float] = defaultdict(float)
-    for pid, t in used.items():
-        if counted(pid):
-            out[title[pid]] += t
+    for pid in descendants(root, skip, table):
+        if pid in table:
+            out[table[pid][2]] += table[pid][1]
     return dict(out)
 
 
+def _kill_all(pids: Collection[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0, stop_s: float = 10.0,
+          ok_only: bool = False) -> Iterator[int]:
+    """Run ``overhead.py <args>`` as a child process until the block ends, then SIGTERM, ``stop_s`` to exit,
+    then SIGKILL to it and to whatever it had started that is still there; yields its pid."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL, start_new_session=True)
+    tree: set[int] = set()
+    try:
+        _wait_http(ready_url, proc, timeout, what, ok_only)
+        yield proc.pid
+    finally:
+        tree = descendants(proc.pid) - {proc.pid}
+        proc.terminate()
+        try:
+            proc.wait(stop_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _kill_all(tree & set(_process_table()))
+
+
+# ---- the gateway under test -----------------------------------------------------------------------------
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -472,10 +524,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def gateway_config(router: str, artifact: str | None, backend_url: str, port: int,
                    overrides: dict[str, Any]) -> dict[str, Any]:
-    """The gateway under test: one scorer for ``router``, no engine, both tiers -> the loopback backend.
-    ``overrides`` (a partial Config) is merged over it; a ``routers`` list there replaces the whole list, and
-    an entry for ``router`` that names no artifact gets ``artifact`` (the router under test, as the
-    RouteLLM-style server uses)."""
+    """The gateway under test: one scorer for ``router``, no engine, both tiers -> the loopback backend, and
+    otherwise the shipped defaults. ``overrides`` (a partial Config) is merged over it; a ``routers`` list
+    there replaces the whole list, and an entry for ``router`` that names no artifact gets ``artifact`` (the
+    router under test, as the other targets use)."""
     base = {"http_port": port, "routers": [{"router": router, "artifact": artifact}], "engine": {"enabled": False},
             "strong": {"name": "loop-strong", "base_url": backend_url},
             "weak": {"name": "loop-weak", "base_url": backend_url}}
@@ -497,12 +549,26 @@ def gateway(cfg_dict: dict[str, Any]) -> Iterator[str]:
         start(cfg, ray_init={"address": "local", "num_cpus": 2, "include_dashboard": False,
                              "log_to_driver": False})
         url = f"http://127.0.0.1:{cfg.http_port}"
-        _wait_http(f"{url}/health", None, 60, "the gateway")
+        _wait_http(f"{url}/health", None, 60, "the gateway", ok_only=True)
         yield url
     finally:
         stop()
 
 
+def gateway_main(args: argparse.Namespace) -> int:
+    """A gateway as a process of its own (several can run side by side, each its own Ray cluster), until
+    SIGTERM; Ray and Serve are shut down on the way out."""
+    def stop_on_term(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_term)
+    with contextlib.suppress(KeyboardInterrupt), gateway(json.loads(args.config)):
+        while True:
+            time.sleep(3600)
+    return 0
+
+
+# ---- one step of load, and the sweep --------------------------------------------------------------------
 def load_step(url: str, model: str, rate: float, duration: float, args: argparse.Namespace,
               stream_share: float = 0.0) -> dict[str, Any]:
     """One open-loop run in a child process (so the client never shares an interpreter with a target)."""
@@ -516,214 +582,198 @@ def load_step(url: str, model: str, rate: float, duration: float, args: argparse
     return json.loads(done.stdout)
 
 
-def collapsed(step: dict[str, Any]) -> bool:
-    """A target that answered under half the offered rate, or failed a tenth of its requests, is past
-    saturation; higher rates would only grow its queue."""
-    failed = sum(step["errors"].values()) + step["unfinished"]
-    return step["throughput_rps"] < 0.5 * step["send_rps"] or failed > 0.1 * max(1, step["sent"])
+def settle(cpu: Callable[[], dict[str, float]], idle_share: float = 0.1, window_s: float = 0.5,
+           limit_s: float = 120.0) -> float:
+    """Wait until a target's processes use under ``idle_share`` of a core (a collapsed server keeps working
+    through requests whose callers gave up, and would load the next target's step); returns the seconds waited."""
+    t0 = time.monotonic()
+    last = sum(cpu().values())
+    while time.monotonic() - t0 < limit_s:
+        time.sleep(window_s)
+        now = sum(cpu().values())
+        if now - last < idle_share * window_s:
+            break
+        last = now
+    return round(time.monotonic() - t0, 1)
 
 
-def sustained(step: dict[str, Any]) -> bool:
-    """Kept up: ≥ 90 % of the rate sent answered, no errors, < 1 % fallbacks, p99 under a second."""
-    lat = step["latency_ms"] or step["ttft_ms"]
-    return (step["throughput_rps"] >= 0.9 * step["send_rps"] and not step["errors"]
-            and not step["unfinished"] and sum(step["fallbacks"].values()) <= 0.01 * step["ok"]
-            and bool(lat) and lat["p99"] < 1000)
-
-
-def added(step: dict[str, Any], direct: dict[str, Any], key: str) -> dict[str, float]:
-    """Latency a target adds over calling the backend directly at the same offered rate (ms)."""
-    a, d = step.get(key) or {}, direct.get(key) or {}
-    return {q: round(a[q] - d[q], 2) for q in ("p50", "p90", "p99") if q in a and q in d}
+def _measure(target: str, url: str, model: str, rate: float, args: argparse.Namespace, stream: bool,
+             cpu: dict[str, Callable[[], dict[str, float]]]) -> dict[str, Any]:
+    """One step with the CPU its target and the backend spent, per answer."""
+    before = {k: f() for k, f in cpu.items()}
+    step = load_step(url, model, rate, args.duration, args, 1.0 if stream else 0.0)
+    after = {k: f() for k, f in cpu.items()}
+    per_ok = 1000 / max(1, step["ok"])
+    by_process = {name: round(per_ok * (t - before[target].get(name, 0.0)), 2) for name, t in after[target].items()}
+    # CPU per answer: the target's own processes (in all, and by process), and the backend they all call
+    step["cpu_ms_per_ok"] = {"target": round(sum(by_process.values()), 2),
+                             "backend": round(per_ok * (sum(after["direct"].values())
+                                                        - sum(before["direct"].values())), 2),
+                             "by_process": {k: v for k, v in sorted(by_process.items(), key=lambda kv: -kv[1])
+                                            if v >= 0.05}}
+    step["settle_s"] = settle(cpu[target])
+    return step
 
 
 def sweep(urls: dict[str, str], models: dict[str, str], sweep_rates: list[float], args: argparse.Namespace,
           stream: bool, cpu: dict[str, Callable[[], dict[str, float]]]) -> list[dict[str, Any]]:
-    """Every target at every rate (targets interleaved per rate, so drifting load hits all alike); a target
-    that collapsed is not offered higher rates."""
+    """Every target at every rate (targets interleaved per rate, so drifting load hits all alike). A peer
+    that collapsed is offered ``args.after_collapse`` more rates, then no more (its backlog would only grow);
+    routeray's gateways get every rate, to show what they answer past saturation."""
     key = "ttft_ms" if stream else "latency_ms"
     rows: list[dict[str, Any]] = []
-    dead: set[str] = set()
+    collapses: Counter[str] = Counter()
     for rate in sweep_rates:
         row: dict[str, Any] = {"offered_rps": rate, "stream": stream, "targets": {}}
         for target in urls:
-            if target in dead:
+            if collapses[target] > args.after_collapse and not target.startswith("routeray"):
                 continue
-            before = {k: f() for k, f in cpu.items()}
-            step = load_step(urls[target], models[target], rate, args.duration, args, 1.0 if stream else 0.0)
-            after = {k: f() for k, f in cpu.items()}
-            per_ok = 1000 / max(1, step["ok"])
-            by_process = {name: round(per_ok * (t - before[target].get(name, 0.0)), 2)
-                          for name, t in after[target].items()}
-            # CPU per answer: the target's own processes (in all, and by process), and the backend they all call
-            step["cpu_ms_per_ok"] = {"target": round(sum(by_process.values()), 2),
-                                     "backend": round(per_ok * (sum(after["direct"].values())
-                                                                - sum(before["direct"].values())), 2),
-                                     "by_process": {k: v for k, v in sorted(by_process.items(), key=lambda kv: -kv[1])
-                                                    if v >= 0.05}}
+            step = _measure(target, urls[target], models[target], rate, args, stream, cpu)
             row["targets"][target] = step
             lat = step[key]
-            print(f"{'stream ' if stream else ''}{rate:>6g}/s {target:<9} ok {step['throughput_rps']:>7.1f}/s "
-                  f"err {sum(step['errors'].values()) + step['unfinished']:>4} fb {sum(step['fallbacks'].values()):>4} "
-                  f"{key[:-3]} p50 {lat.get('p50', float('nan')):>8.1f} p99 {lat.get('p99', float('nan')):>8.1f} ms "
-                  f"cpu {step['cpu_ms_per_ok']['target']:.2f} ms/answer",
-                  file=sys.stderr, flush=True)
-            if collapsed(step):
-                dead.add(target)
-            time.sleep(1.0)
+            print(f"{'stream ' if stream else ''}{rate:>6g}/s {target:<18} ok {step['throughput_rps']:>7.1f}/s "
+                  f"failed {report.failures(step):>4} shed {report.rejections(step):>4} "
+                  f"fb {sum(step['fallbacks'].values()):>4} {key[:-3]} p50 {lat.get('p50', float('nan')):>8.1f} "
+                  f"p99 {lat.get('p99', float('nan')):>8.1f} ms cpu {step['cpu_ms_per_ok']['target']:.2f} ms/answer "
+                  f"(settled in {step['settle_s']} s)", file=sys.stderr, flush=True)
+            if collapses[target] or report.collapsed(step):
+                collapses[target] += 1
         direct = row["targets"].get("direct")
         if direct:
-            row["added_ms"] = {t: added(s, direct, key) for t, s in row["targets"].items() if t != "direct"}
-            g, r = row["added_ms"].get("gateway", {}), row["added_ms"].get("routellm", {})
-            row["routellm_over_gateway_added"] = {q: round(r[q] / g[q], 2) for q in ("p50", "p99")
-                                                  if q in g and q in r and g[q] > 0}
+            row["added_ms"] = {t: report.added(s, direct, key) for t, s in row["targets"].items() if t != "direct"}
         rows.append(row)
     return rows
 
 
-def saturation(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Per target: the most ok answers per second seen, and the highest offered rate it sustained."""
-    out: dict[str, dict[str, float | None]] = {}
-    for target in TARGETS:
-        steps = [r["targets"][target] for r in rows if target in r["targets"]]
-        if steps:
-            kept = [s["offered_rps"] for s in steps if sustained(s)]
-            out[target] = {"max_throughput_rps": max(s["throughput_rps"] for s in steps),
-                           "sustained_rps": max(kept) if kept else None}
+# ---- the side-by-side comparison ------------------------------------------------------------------------
+def parse_gateways(specs: list[str]) -> dict[str, dict[str, Any]]:
+    """``NAME=JSON`` (a partial Config merged over the shipped defaults) -> {target name: overrides}."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        name, sep, text = spec.partition("=")
+        if not sep or not name.strip() or not name.replace("_", "").replace("-", "").isalnum():
+            raise SystemExit(f"bad --gateway {spec!r}: expected NAME=JSON, e.g. fast='{{\"http_proxy\": \"haproxy\"}}'")
+        try:
+            over = json.loads(text or "{}")
+        except ValueError as exc:
+            raise SystemExit(f"bad --gateway {spec!r}: {exc}") from None
+        if not isinstance(over, dict):
+            raise SystemExit(f"bad --gateway {spec!r}: the JSON must be an object")
+        out[f"routeray-{name.strip()}"] = over
     return out
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Added latency (p50, p99) and achieved throughput against offered load."""
-    import matplotlib
+def versions(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Versions that move these figures: this side's Python packages, and the peer's venv (``routellm_venv``)."""
+    from importlib import metadata
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    for name in ("ray", "torch", "onnxruntime", "transformers", "fastapi", "uvicorn", "httpx", "openai", "routeray"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    if extra:
+        out["routellm_venv"] = extra
+    return out
 
-    rows = result["non_streaming"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for target, color in (("gateway", "tab:blue"), ("routellm", "tab:red")):
-        pts = [(r["offered_rps"], r["added_ms"][target]) for r in rows if target in r.get("added_ms", {})]
-        for q, style in (("p50", "-o"), ("p99", "--^")):
-            xs = [x for x, a in pts if q in a]
-            ax1.plot(xs, [max(a[q], 0.1) for _, a in pts if q in a], style, color=color,
-                     label=f"{result['labels'][target]} {q}")
-    ax1.axhline(10, color="grey", lw=0.8, ls=":")
-    ax1.axhline(30, color="grey", lw=0.8, ls=":")
-    ax1.set(xscale="log", yscale="log", xlabel="offered load (req/s)", ylabel="latency added over direct (ms)",
-            title="Routing overhead")
-    ax1.legend(fontsize=8)
-    for target, color in (("direct", "tab:green"), ("gateway", "tab:blue"), ("routellm", "tab:red")):
-        pts = [(r["offered_rps"], r["targets"][target]["throughput_rps"]) for r in rows if target in r["targets"]]
-        ax2.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=color, label=result["labels"][target])
-    top = max(r["offered_rps"] for r in rows)
-    ax2.plot([1, top], [1, top], color="grey", lw=0.8, ls=":", label="offered")
-    ax2.set(xscale="log", yscale="log", xlabel="offered load (req/s)", ylabel="ok answers per second",
-            title="Throughput")
-    ax2.legend(fontsize=8)
-    fig.suptitle(f"router {result['router']}, {result['machine']['cpus']} CPUs, load avg "
-                 f"{result['machine']['loadavg_before'][0]:.1f} -> {result['machine']['loadavg_after'][0]:.1f}",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+def _peer_cpu(pids: dict[str, int]) -> Callable[[], dict[str, float]]:
+    return lambda: {name: sum(cpu_by_process(pid).values()) for name, pid in pids.items()}
 
 
 def compare_main(args: argparse.Namespace) -> int:
     from routeray.deployments.cli import free_port
 
     sweep_rates, stream_rates = rates(args.rates), rates(args.stream_rates) if args.stream_rates else []
-    overrides = json.loads(args.gateway_config) if args.gateway_config else {}
-    be_port, rl_port, gw_port = free_port(), free_port(), free_port()
+    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(wanted) - {"direct", "routeray", "one_process", "routellm"}
+    if unknown:
+        raise SystemExit(f"unknown --targets {sorted(unknown)}; choose from direct, routeray, one_process, routellm")
+    gateways = parse_gateways(args.gateway or ["default={}"]) if "routeray" in wanted else {}
+    be_port = free_port()
     backend_url = f"http://127.0.0.1:{be_port}/v1"
     model = f"router-{args.router}-{args.threshold:g}"
-    cfg = gateway_config(args.router, args.artifact, backend_url, gw_port, overrides)
-    labels = {"direct": "direct to backend", "gateway": "routeray gateway (Ray Serve)",
-              "routellm": "RouteLLM-style server (score in handler)"}
+    labels = {"direct": "direct", "one_process": "one-process design",
+              "routellm": f"RouteLLM {args.router} server", **{g: g for g in gateways}}
+    cfgs = {g: gateway_config(args.router, args.artifact, backend_url, free_port(), over) for g, over in gateways.items()}
     load_before = os.getloadavg()
-    targets = [t for t in TARGETS if t in args.targets.split(",")]
     # Ray runs its workers at nice 15; the other targets run at 0. Equal footing on a shared machine:
     os.environ.setdefault("RAY_worker_niceness", "0")
+    peer_versions = None
     with contextlib.ExitStack() as stack:
         be_pid = stack.enter_context(child(["backend", "--port", str(be_port)], f"http://127.0.0.1:{be_port}/",
                                            "backend"))
         urls = {"direct": f"http://127.0.0.1:{be_port}"}
-        cpu = {"direct": lambda: cpu_by_process(be_pid)}
-        if "routellm" in targets:
-            rl_pid = stack.enter_context(child(["routellm", "--port", str(rl_port), "--router", args.router,
-                                                "--upstream", backend_url,
-                                                *(["--artifact", args.artifact] if args.artifact else [])], f"http://127.0.0.1:{rl_port}/health",
-                                               "RouteLLM-style server"))
-            urls["routellm"] = f"http://127.0.0.1:{rl_port}"
-            cpu["routellm"] = lambda: cpu_by_process(rl_pid)
-        if "gateway" in targets:
-            urls["gateway"] = stack.enter_context(gateway(cfg))
-            # Ray's processes (GCS, raylet, controller, replicas, HAProxy) all descend from this driver
-            others = [be_pid, rl_pid] if "routellm" in targets else [be_pid]
-            cpu["gateway"] = lambda: cpu_by_process(os.getpid(), others)
-        urls = {t: urls[t] for t in TARGETS if t in urls}
-        models = {"direct": "weak", "gateway": model, "routellm": model}
+        cpu: dict[str, Callable[[], dict[str, float]]] = {"direct": lambda: cpu_by_process(be_pid)}
+        for g, cfg in cfgs.items():
+            url = f"http://127.0.0.1:{cfg['http_port']}"
+            pid = stack.enter_context(child(["gateway", "--config", json.dumps(cfg)], f"{url}/health", g,
+                                            timeout=600, stop_s=90, ok_only=True))
+            # Ray's processes (GCS, raylet, controller, replicas, HAProxy) all descend from that driver
+            urls[g], cpu[g] = url, (lambda p=pid: cpu_by_process(p))
+        if "one_process" in wanted:
+            port = free_port()
+            pid = stack.enter_context(child(["one-process", "--port", str(port), "--router", args.router,
+                                             "--upstream", backend_url,
+                                             *(["--artifact", args.artifact] if args.artifact else [])],
+                                            f"http://127.0.0.1:{port}/health", "one-process server"))
+            urls["one_process"], cpu["one_process"] = f"http://127.0.0.1:{port}", (lambda p=pid: cpu_by_process(p))
+        if "routellm" in wanted:
+            import routellm_peer
+
+            info = stack.enter_context(routellm_peer.peer(backend_url, args.router, free_port(), free_port(),
+                                                          seed=args.seed))
+            urls["routellm"], cpu["routellm"] = info["url"], _peer_cpu(info["pids"])
+            peer_versions = info["versions"]
+        models = {t: ("weak" if t == "direct" else model) for t in urls}
         for target in urls:  # warm connections, caches and lazy imports; not measured
             load_step(urls[target], models[target], 10, 2, args)
+            settle(cpu[target])
         rows = sweep(urls, models, sweep_rates, args, stream=False, cpu=cpu)
         stream_rows = sweep(urls, models, stream_rates, args, stream=True, cpu=cpu) if stream_rates else []
-    result = {
+    targets = list(urls)
+    result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, "bench/overhead.py", *sys.argv[1:]]),
-        "router": args.router, "model": model, "duration_s": args.duration, "labels": labels,
-        "gateway_config": {k: v for k, v in cfg.items() if k not in ("strong", "weak", "http_port")},
+        "router": args.router, "model": model, "duration_s": args.duration, "timeout_s": args.timeout,
+        "targets": targets, "labels": labels,
+        "gateway_configs": {g: {k: v for k, v in c.items() if k not in ("strong", "weak", "http_port")}
+                            for g, c in cfgs.items()},
         "serve_env": {k: v for k, v in os.environ.items() if k.startswith(("RAY_SERVE_", "RAY_worker"))},
+        "versions": versions(peer_versions),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "saturation": saturation(rows), "non_streaming": rows, "streaming": stream_rows,
+        "saturation": report.saturation(rows, targets), "non_streaming": rows, "streaming": stream_rows,
     }
-    sat = result["saturation"]
-    if sat.get("gateway") and sat.get("routellm") and sat["routellm"]["max_throughput_rps"]:
-        result["gateway_over_routellm_max_throughput"] = round(
-            sat["gateway"]["max_throughput_rps"] / sat["routellm"]["max_throughput_rps"], 2)
+    peers = [t for t in ("routellm", "one_process") if t in targets]
+    result["ratios"] = report.ratios(result, list(gateways), peers)
+    result["goodput"] = {g: report.goodput(rows, g) for g in gateways}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    plot(result, out.with_suffix(".png"))
-    print(table(result))
+    report.plot(result, out.with_suffix(".png"))
+    print(report.table(result))
     print(f"wrote {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
-
-
-def table(result: dict[str, Any]) -> str:
-    """The results as a Markdown table (added latency is over ``direct`` at the same offered rate)."""
-    lines = ["| offered req/s | target | ok req/s | errors | fallbacks | p50 ms | p99 ms | added p50 | added p99 "
-             "| CPU ms/answer |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for row in result["non_streaming"] + result["streaming"]:
-        key = "ttft_ms" if row["stream"] else "latency_ms"
-        for target, step in row["targets"].items():
-            lat, add = step[key], row.get("added_ms", {}).get(target, {})
-            name = target + (" (stream, TTFT)" if row["stream"] else "")
-            lines.append(f"| {row['offered_rps']:g} | {name} | {step['throughput_rps']:.1f} | "
-                         f"{sum(step['errors'].values()) + step['unfinished']} | {sum(step['fallbacks'].values())} | "
-                         f"{lat.get('p50', '—')} | {lat.get('p99', '—')} | {add.get('p50', '—')} | {add.get('p99', '—')} | "
-                         f"{step.get('cpu_ms_per_ok', {}).get('target', '—')} |")
-    sat = result["saturation"]
-    lines.append("")
-    lines.append("saturation: " + "; ".join(f"{t} max {s['max_throughput_rps']} req/s, sustained "
-                                           f"{s['sustained_rps']} req/s" for t, s in sat.items()))
-    if "gateway_over_routellm_max_throughput" in result:
-        lines.append(f"gateway / RouteLLM-style max throughput: {result['gateway_over_routellm_max_throughput']}x")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    cmp_ = sub.add_parser("compare", help="gateway vs direct vs RouteLLM-style, side by side (starts all three)")
-    cmp_.add_argument("--router", default="random", help="router both servers use (random, mf, ...)")
+    cmp_ = sub.add_parser("compare", help="routeray's gateways, the one-process design and RouteLLM's server, "
+                                          "side by side against a direct call (starts them all)")
+    cmp_.add_argument("--router", default="mf", help="router every target uses (mf; random)")
     cmp_.add_argument("--artifact", help="router artifact directory (default: the router's default artifact)")
     cmp_.add_argument("--threshold", type=float, default=0.5)
-    cmp_.add_argument("--rates", default="10,50,100,200,400", help="offered loads, req/s")
-    cmp_.add_argument("--stream-rates", default="10,100", help="offered loads of the streaming (TTFT) sweep; '' skips")
+    cmp_.add_argument("--rates", default="10,50,100,200,400,800", help="offered loads, req/s")
+    cmp_.add_argument("--stream-rates", default="100", help="offered loads of the streaming (TTFT) sweep; '' skips")
     cmp_.add_argument("--duration", type=float, default=10.0, help="seconds of load per step")
     cmp_.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds")
-    cmp_.add_argument("--targets", default=",".join(TARGETS), help="which targets to load (direct always runs)")
-    cmp_.add_argument("--gateway-config", help="JSON merged over the gateway's Config (e.g. routers, ingress)")
+    cmp_.add_argument("--targets", default="direct,routeray,one_process,routellm",
+                      help="direct (always runs), routeray (every --gateway), one_process, routellm")
+    cmp_.add_argument("--gateway", action="append", metavar="NAME=JSON",
+                      help="a routeray gateway to load: a partial Config merged over the shipped defaults "
+                           "(repeat for several; default: default={})")
+    cmp_.add_argument("--after-collapse", type=int, default=1,
+                      help="higher rates offered to a peer after it collapsed (routeray gateways get every rate)")
     cmp_.add_argument("--out", default=str(RESULTS / "overhead.json"), help="JSON path; the PNG goes beside it")
 
     load = sub.add_parser("load", help="open-loop load against one running server")
@@ -747,14 +797,17 @@ def main(argv: list[str] | None = None) -> int:
 
     be = sub.add_parser("backend", help="run the loopback OpenAI backend")
     be.add_argument("--port", type=int, required=True)
-    rl = sub.add_parser("routellm", help="run the RouteLLM-style server")
-    rl.add_argument("--port", type=int, required=True)
-    rl.add_argument("--router", default="random")
-    rl.add_argument("--artifact")
-    rl.add_argument("--upstream", required=True, help="OpenAI base URL both tiers go to")
+    op = sub.add_parser("one-process", help="run the one-process server (RouteLLM's design, our router)")
+    op.add_argument("--port", type=int, required=True)
+    op.add_argument("--router", default="random")
+    op.add_argument("--artifact")
+    op.add_argument("--upstream", required=True, help="OpenAI base URL both tiers go to")
+    gw = sub.add_parser("gateway", help="run one routeray gateway on its own Ray cluster until SIGTERM")
+    gw.add_argument("--config", required=True, help="the whole Config as JSON")
 
     args = ap.parse_args(argv)
-    run = {"compare": compare_main, "load": load_main, "backend": backend_main, "routellm": routellm_main}
+    run = {"compare": compare_main, "load": load_main, "backend": backend_main, "one-process": one_process_main,
+           "gateway": gateway_main}
     return run[args.cmd](args)
 
 

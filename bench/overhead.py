@@ -59,7 +59,9 @@ from fastapi import Request  # module level: the one-process handler's annotatio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, also when imported by tests
 import overhead_report as report  # noqa: E402
+import routellm_peer  # noqa: E402
 from overhead_report import REJECTED  # noqa: E402
+from routellm_peer import read_body  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -339,11 +341,7 @@ async def backend_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     HTTP server we can put behind every target, so what differs between them is their own cost."""
     if scope["type"] != "http":
         return
-    body, more = b"", True
-    while more:
-        msg = await receive()
-        body += msg.get("body", b"")
-        more = msg.get("more_body", False)
+    body = await read_body(receive)
     if scope["method"] != "POST" or scope["path"] != "/v1/chat/completions":
         await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": b'{"error": {"message": "not found"}}'})
@@ -718,8 +716,6 @@ def compare_main(args: argparse.Namespace) -> int:
                                             f"http://127.0.0.1:{port}/health", "one-process server"))
             urls["one_process"], cpu["one_process"] = f"http://127.0.0.1:{port}", (lambda p=pid: cpu_by_process(p))
         if "routellm" in wanted:
-            import routellm_peer
-
             info = stack.enter_context(routellm_peer.peer(backend_url, args.router, free_port(), free_port(),
                                                           seed=args.seed))
             urls["routellm"], cpu["routellm"] = info["url"], _peer_cpu(info["pids"])

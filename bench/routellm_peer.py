@@ -149,6 +149,16 @@ def embedding_response(vectors: list[list[float]], model: str, n_tokens: int) ->
             "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}}
 
 
+async def read_body(receive: Any) -> bytes:
+    """An ASGI request's whole body (shared with overhead.py's loopback backend)."""
+    body, more = b"", True
+    while more:
+        msg = await receive()
+        body += msg.get("body", b"")
+        more = msg.get("more_body", False)
+    return body
+
+
 def embed_app(dim: int = MF_SHAPE["text_dim"]) -> Any:
     """ASGI app: ``POST /v1/embeddings`` with the local MiniLM (``input``: a string or a list of them)."""
     import importlib.util
@@ -169,11 +179,7 @@ def embed_app(dim: int = MF_SHAPE["text_dim"]) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body, more = b"", True
-        while more:
-            msg = await receive()
-            body += msg.get("body", b"")
-            more = msg.get("more_body", False)
+        body = await read_body(receive)
         if scope["method"] == "GET":
             await send_json(send, 200, {"status": "ok"})
             return

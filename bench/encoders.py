@@ -40,7 +40,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from routeray.routers.embedders import DEFAULT_SPEC, Embedder, make_embedder  # noqa: E402
+from routeray.encoders.base import Embedder  # noqa: E402
+from routeray.encoders.registry import DEFAULT_SPEC, make_embedder  # noqa: E402
 
 ENCODERS: dict[str, dict[str, Any]] = {
     "minilm": dict(DEFAULT_SPEC),
@@ -93,7 +94,7 @@ def rank(x: np.ndarray) -> np.ndarray:
 def fidelity(embedders: dict[str, Embedder], prompts: list[str], seed: int) -> dict[str, dict[str, float]]:
     """How close each encoder's geometry is to float MiniLM's on ``prompts`` (training prompts: their vectors
     come from the on-disk embedding cache that training filled, so this costs no encoder time)."""
-    from routeray.routers.embedders import EmbeddingCache
+    from routeray.encoders.cache import EmbeddingCache
 
     ref = EmbeddingCache(embedders["minilm"]).embed(prompts)
     rng = np.random.default_rng(seed)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from encoders import measure_speed, sample_prompts  # noqa: E402
 
 from routeray.data import PreferenceData, load_data_dir  # noqa: E402
-from routeray.routers.embedders import DEFAULT_SPEC, make_embedder  # noqa: E402
+from routeray.encoders.registry import DEFAULT_SPEC, make_embedder  # noqa: E402
 
 ENCODERS: dict[str, dict[str, Any]] = {
     "minilm": dict(DEFAULT_SPEC),

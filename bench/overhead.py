@@ -381,7 +381,7 @@ def one_process_app(router_name: str, upstream: str, artifact: str | None = None
     from fastapi.responses import JSONResponse, StreamingResponse
 
     from routeray import load_router
-    from routeray.deployments.protocol import ChatCompletionRequest
+    from routeray.gateway.protocol import ChatCompletionRequest
 
     router = load_router(router_name, artifact=artifact)
     router.score(["warm-up"])

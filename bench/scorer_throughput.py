@@ -4,7 +4,7 @@ One process is one replica. Prompts are sampled from the training sources in ../
 lengths are realistic (the embedding cost grows with length). Each (router, batch size) cell scores
 batches of distinct prompts for about ``--seconds`` and reports prompts/s and the median batch time.
 With ``--batcher``, the same routers are also driven through the scorer deployment's
-:class:`~routeray.deployments.batching.ContinuousBatcher` (the code path of ``RouterScorer``, without Ray's
+:class:`~routeray.gateway.batching.ContinuousBatcher` (the code path of ``RouterScorer``, without Ray's
 RPC): as many concurrent submitters as the batch size, ``max_batch_size`` = the batch size.
 
     .venv/bin/python bench/scorer_throughput.py                     # all routers with an artifact
@@ -78,7 +78,7 @@ def time_direct(score: Any, prompts: list[str], batch: int, seconds: float) -> d
 
 def time_batcher(score: Any, prompts: list[str], batch: int, seconds: float) -> dict[str, Any]:
     """Drive ``score`` through the scorer's ContinuousBatcher with ``batch`` concurrent submitters."""
-    from routeray.deployments.batching import ContinuousBatcher
+    from routeray.gateway.batching import ContinuousBatcher
 
     async def run() -> dict[str, Any]:
         batcher = ContinuousBatcher(score, max_batch_size=batch, wait_s=0.0, name="bench")

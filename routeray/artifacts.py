@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from routeray import __version__
+from routeray._version import __version__
 from routeray.errors import ArtifactError
 
 FORMAT_VERSION = 1

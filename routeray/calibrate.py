@@ -130,7 +130,7 @@ def calibrate_threshold(router: Router, prompts: Sequence[str], strong_fraction:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of ``routeray calibrate``: prints the threshold and how many prompts it sends strong."""
-    from routeray import load_router
+    from routeray.routers.registry import load_router
 
     if not 0.0 <= args.strong_fraction <= 1.0:
         raise RouterayError(f"--strong-fraction must be between 0 and 1, got {args.strong_fraction}")

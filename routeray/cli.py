@@ -1,5 +1,12 @@
-"""The ``routeray`` command. Argument parsing lives here (it is a contract); each command's work lives in
-its own module, imported only when that command runs."""
+"""routeray: route each LLM request to a strong or a weak model by a learned router's score.
+
+Train a router on preference data (train), pick the threshold for a target share of strong calls
+(calibrate), judge routers on a benchmark's cost/quality curve (eval), and run the OpenAI-compatible
+routing gateway on Ray Serve (serve). `routeray <command> --help` says more about each.
+"""
+
+# Argument parsing lives here (it is a contract); each command's work lives in its own module, imported
+# only when that command runs.
 
 from __future__ import annotations
 
@@ -9,9 +16,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from routeray._version import __version__
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.errors import RouterayError
-
-ROUTER_NAMES = ["random", "sw_ranking", "mf", "bert", "causal_llm"]
+from routeray.evaluate.benchmarks import BENCHMARKS
+from routeray.routers.registry import available_routers
+from routeray.train import TRAINERS
 
 # command -> "module:function"; the function takes the parsed arguments and returns an exit code.
 _HANDLERS = {
@@ -23,12 +33,14 @@ _HANDLERS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="routeray", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="routeray", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a router on preference data and write its artifact")
-    p.add_argument("router", help=f"router to train ({', '.join(ROUTER_NAMES)})")
+    p.add_argument("router", choices=sorted(TRAINERS), help="router to train: %(choices)s")
     p.add_argument("--data", required=True, help="data directory (the layout of ../shared/data)")
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -45,15 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default=None, help="artifact directory (default: the router's default)")
 
     p = sub.add_parser("eval", help="evaluate routers on a benchmark in RouteLLM's layout")
-    p.add_argument("--benchmark", required=True, choices=["mmlu", "gsm8k", "mt-bench", "golden"],
+    p.add_argument("--benchmark", required=True, choices=[*BENCHMARKS, "golden"],
                    help="golden: --data-dir is a golden-label CSV (RouterBench, RouteLLM eval) or data folder")
     p.add_argument("--data-dir", required=True, help="folder in RouteLLM's routellm/evals layout")
-    p.add_argument("--routers", nargs="+", required=True, help="router names (random is always added)")
+    p.add_argument("--routers", nargs="+", required=True,
+                   help=f"router names (random is always added): {', '.join(available_routers())}")
     p.add_argument("--output", required=True, help="output folder for <benchmark>.json and .png")
     p.add_argument("--artifacts", default=None,
                    help="folder holding one artifact folder per router (default: the default artifacts)")
-    p.add_argument("--strong-model", default="gpt-4-1106-preview")
-    p.add_argument("--weak-model", default="mistralai/Mixtral-8x7B-Instruct-v0.1")
+    p.add_argument("--strong-model", default=DEFAULT_STRONG, help="default: %(default)s")
+    p.add_argument("--weak-model", default=DEFAULT_WEAK, help="default: %(default)s")
     p.add_argument("--num-random-seeds", type=int, default=100)
     p.add_argument("--strong-price", type=float, nargs=2, metavar=("IN", "OUT"), default=None,
                    help="strong model price, US$ per million input and output tokens")

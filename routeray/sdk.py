@@ -1,5 +1,5 @@
 """Routing without a server: a drop-in for the ``openai`` client that scores prompts locally and calls the
-two backends directly, through the same :class:`~routeray.deployments.service.RoutingService` (model-name
+two backends directly, through the same :class:`~routeray.gateway.service.RoutingService` (model-name
 parsing, decisions, percentage routing, fallbacks, backend client, metrics) as the gateway.
 
     from routeray.sdk import Router
@@ -28,10 +28,10 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig, Tier
-from routeray.deployments.backends import OpenAIBackend
-from routeray.deployments.batching import ContinuousBatcher
-from routeray.deployments.protocol import APIError, ChatCompletionRequest
-from routeray.deployments.service import RoutingService, Score
+from routeray.gateway.backends import OpenAIBackend
+from routeray.gateway.protocol import APIError, ChatCompletionRequest
+from routeray.gateway.scorers import LocalScorers
+from routeray.gateway.service import RoutingService
 from routeray.metrics import GatewayMetrics
 
 try:
@@ -68,42 +68,6 @@ def _config(strong: BackendConfig | dict[str, Any] | None, weak: BackendConfig |
     if routing is not None:
         args["routing"] = RoutingConfig.model_validate(routing)
     return Config.model_validate(args).resolved()
-
-
-class _LocalScorers:
-    """Routers loaded in this process on first use, scored through the gateway's continuous batcher
-    (concurrent calls share one ``Router.score`` call, run in a worker thread)."""
-
-    def __init__(self, cfg: Config):
-        self._cfgs = {r.router: r for r in cfg.routers}
-        self._routers: dict[str, Any] = {}
-        self._batchers: dict[tuple[int, str], ContinuousBatcher] = {}
-        self._lock = threading.Lock()
-
-    def _router(self, name: str) -> Any:
-        with self._lock:
-            if name not in self._routers:
-                from routeray import load_router
-
-                c = self._cfgs[name]
-                self._routers[name] = load_router(name, artifact=c.artifact, **c.overrides)
-            return self._routers[name]
-
-    async def __call__(self, router: str, prompt: str) -> Score:
-        key = (id(asyncio.get_running_loop()), router)  # a batcher's queue belongs to one event loop
-        if key not in self._batchers:
-            loaded = await asyncio.to_thread(self._router, router)
-            c = self._cfgs[router]
-            self._batchers.setdefault(key, ContinuousBatcher(loaded.score, c.max_batch_size, c.batch_wait_timeout_s,
-                                                             name=f"router {router}", max_queue_s=c.max_queue_s))
-        r = await self._batchers[key].submit(prompt)
-        return Score(value=r.score, batch_size=r.batch_size, latency_s=r.batch_seconds)
-
-    async def aclose(self) -> None:
-        """Stop the batchers that run on the current event loop."""
-        loop_id = id(asyncio.get_running_loop())
-        for key in [k for k in self._batchers if k[0] == loop_id]:
-            await self._batchers.pop(key).aclose()
 
 
 class _AsyncCompletions:
@@ -166,7 +130,7 @@ class AsyncRouter:
                  routing: RoutingConfig | dict[str, Any] | None = None):
         self.config = _config(strong, weak, routers or ["mf"], routing)
         self.metrics = GatewayMetrics()
-        self._scorers = _LocalScorers(self.config)
+        self._scorers = LocalScorers(self.config)
         self._services: dict[int, RoutingService] = {}
         self.chat = _Namespace(completions=_AsyncCompletions(self))
 

@@ -7,6 +7,9 @@ from functools import lru_cache
 
 GPT4_1106 = "gpt-4-1106-preview"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
+# The (strong, weak) pair of the RouteLLM paper: the default of training, evaluation and the CLI.
+DEFAULT_STRONG = GPT4_1106
+DEFAULT_WEAK = MIXTRAL
 
 # canonical name -> spellings seen in the sources (AlpacaEval folders, arena-hard files, RouterBench
 # columns, MMLU-Pro, lmsys arena-55k, RouteLLM evals). Matching is on _key(), so case, "_"/"-" and an

@@ -2,7 +2,7 @@
 
 Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health``,
 ``GET /metrics`` (Prometheus text format). Every error leaves as an OpenAI-shaped body; the status code is
-chosen in one place (:data:`routeray.deployments.protocol.STATUS_BY_TYPE`). With client keys configured
+chosen in one place (:data:`routeray.gateway.protocol.STATUS_BY_TYPE`). With client keys configured
 (:class:`routeray.config.AccessConfig`), ``/v1/*`` and ``/stats`` need a Bearer key (401) and chat
 completions are rate-limited per key (429 with ``Retry-After``); ``/health`` and ``/metrics`` stay open for
 probes and scrapers.
@@ -10,112 +10,29 @@ probes and scrapers.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from ray import serve
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from routeray.config import Config, Tier
-from routeray.deployments.access import AccessControl
-from routeray.deployments.backends import OpenAIBackend
-from routeray.deployments.batching import ContinuousBatcher
-from routeray.deployments.overload import LoadShedder
-from routeray.deployments.protocol import APIError, ChatCompletionRequest
-from routeray.deployments.service import RoutingService, Score
+from routeray.gateway.access import AccessControl
+from routeray.gateway.backends import OpenAIBackend
+from routeray.gateway.batching import ContinuousBatcher
+from routeray.gateway.http import chat_request_openapi, create_api, error_response, read_request
+from routeray.gateway.overload import LoadShedder
+from routeray.gateway.protocol import APIError
+from routeray.gateway.scorers import LocalScorers
+from routeray.gateway.service import RoutingService, Score
 from routeray.metrics import GatewayMetrics
-from routeray.sdk import _LocalScorers
 
 log = logging.getLogger(__name__)
 
-api = FastAPI(title="routeray", description="OpenAI-compatible LLM routing gateway")
-
-
-def error_response(err: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one place an error becomes an HTTP response (a 429 or 503 carries its ``Retry-After``)."""
-    return JSONResponse(err.to_dict(), status_code=err.status, headers={**err.headers(), **(headers or {})})
-
-
-def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
-    """A JSON schema with pydantic's local ``$defs`` references inlined (OpenAPI has no ``$defs``)."""
-    if isinstance(schema, dict):
-        if "$ref" in schema:
-            return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
-        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
-    if isinstance(schema, list):
-        return [_inline_refs(v, defs) for v in schema]
-    return schema
-
-
-def chat_request_openapi() -> dict[str, Any]:
-    """The chat request body for the OpenAPI document: the handler reads the raw body itself (size limit
-    while streaming it in), so FastAPI cannot infer it; schema-driven clients and fuzzers need it."""
-    schema = ChatCompletionRequest.model_json_schema()
-    body = _inline_refs(schema, schema.get("$defs", {}))
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
-
-
-@api.exception_handler(APIError)
-async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-    return error_response(exc)
-
-
-@api.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(APIError(f"invalid request: {exc.errors()[:3]}"))
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    kind = {404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}.get(
-        exc.status_code, "invalid_request_error")
-    err = APIError(str(exc.detail), type=kind)
-    return JSONResponse(err.to_dict(), status_code=exc.status_code)
-
-
-@api.exception_handler(Exception)
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error")
-    return error_response(APIError(f"internal error: {type(exc).__name__}", type="server_error"))
-
-
-def validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    """A short message and the offending parameter of a pydantic validation error."""
-    first = exc.errors()[0]
-    param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{param or 'body'}: {first.get('msg', 'invalid')}{more}", param
-
-
-async def read_request(request: Request, max_bytes: int) -> ChatCompletionRequest:
-    """Read and validate a chat request body; every problem becomes a 4xx :class:`APIError`."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise APIError(f"request body of {declared} bytes exceeds the {max_bytes}-byte limit",
-                       type="request_too_large")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > max_bytes:
-            raise APIError(f"request body exceeds the {max_bytes}-byte limit", type="request_too_large")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise APIError(f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise APIError("request body must be a JSON object", code="invalid_json")
-    try:
-        return ChatCompletionRequest.model_validate(data)
-    except ValidationError as exc:
-        message, param = validation_message(exc)
-        raise APIError(message, param=param, code="invalid_value") from None
+api = create_api()
 
 
 def _batch_call(handle: Any) -> Callable[[list[str]], Awaitable[list[float]]]:
@@ -140,9 +57,9 @@ class Gateway:
         local = [r for r in self.cfg.routers if r.placement == "ingress"]
         # Routers scored here share the SDK's in-process scorers: a continuous batcher per router, the
         # router's score() in a worker thread. Loaded now, so the first request does not pay for it.
-        self._local = _LocalScorers(self.cfg.model_copy(update={"routers": local})) if local else None
+        self._local = LocalScorers(self.cfg.model_copy(update={"routers": local})) if local else None
         for r in local:
-            self._local._router(r.router).score(["warm-up"])  # type: ignore[union-attr]
+            self._local.router(r.router).score(["warm-up"])  # type: ignore[union-attr]
         backends: dict[Tier, OpenAIBackend] = {"strong": OpenAIBackend(self.cfg.strong, "strong"),
                                                "weak": OpenAIBackend(self.cfg.weak, "weak")}
         self.metrics = GatewayMetrics()
@@ -196,7 +113,7 @@ class Gateway:
 
     @api.get("/stats")
     async def stats(self, request: Request) -> JSONResponse:
-        """This replica's token and spend totals (see routeray.deployments.spend)."""
+        """This replica's token and spend totals (see routeray.gateway.spend)."""
         self.access.authenticate(request.headers.get("authorization"))
         return JSONResponse({"spend": self.service.spend.snapshot()})
 

@@ -1,7 +1,7 @@
 """The scorer deployment: one per configured router, holding its artifact and scoring prompts in batches.
 
 Concurrent requests share one ``Router.score`` call (one embedding pass per batch) through a
-:class:`~routeray.deployments.batching.ContinuousBatcher` (see there why not ``@serve.batch``); the call runs
+:class:`~routeray.gateway.batching.ContinuousBatcher` (see there why not ``@serve.batch``); the call runs
 in a worker thread so the replica's event loop stays free. Batch size and extra wait come from
 ``user_config`` and change at run time (``reconfigure``) without restarting the replica.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from ray import serve
 
 from routeray.config import ScorerConfig
-from routeray.deployments.batching import ContinuousBatcher
+from routeray.gateway.batching import ContinuousBatcher
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class RouterScorer:
     ``(score, batch_size, batch_seconds)``."""
 
     def __init__(self, scorer_cfg: dict[str, Any]):
-        from routeray import load_router
+        from routeray.routers.registry import load_router
 
         self.cfg = ScorerConfig.model_validate(scorer_cfg)
         t0 = time.perf_counter()

@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 
 from routeray.data._io import iter_jsonl
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK, canonical_model
 from routeray.data.schema import GoldenLabel
 from routeray.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STRONG = "gpt-4-1106-preview"
-DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 BENCHMARKS = ("mmlu", "gsm8k", "mt-bench")
 CONTAMINATED_FILE = "contaminated_prompts.jsonl"
 _TRUE = {"true", "1", "1.0", "yes"}
@@ -242,10 +241,9 @@ def from_golden_labels(labels: Iterable[GoldenLabel], strong_model: str, weak_mo
                        name: str = "golden") -> Benchmark:
     """A benchmark from golden labels: the prompts both models have a result for, quality = their score.
 
-    Model names are compared after :func:`routeray.data.models.canonical_model` when that is available,
-    so ``mixtral-8x7b-chat`` (RouterBench) matches ``mistralai/Mixtral-8x7B-Instruct-v0.1``.
+    Model names are compared after :func:`routeray.data.models.canonical_model`, so ``mixtral-8x7b-chat`` (RouterBench) matches ``mistralai/Mixtral-8x7B-Instruct-v0.1``.
     """
-    canon = _canonicaliser()
+    canon = canonical_model
     want = {canon(strong_model): "s", canon(weak_model): "w"}
     by_prompt: dict[str, dict[str, list[float]]] = {}
     sources: set[str] = set()
@@ -265,14 +263,6 @@ def from_golden_labels(labels: Iterable[GoldenLabel], strong_model: str, weak_mo
         raise DataError(f"no prompt has golden labels for both {strong_model!r} and {weak_model!r}")
     return Benchmark(name, strong_model, weak_model, prompts, np.array(sq), np.array(wq), "score (0-1)",
                      sources=sorted(sources))
-
-
-def _canonicaliser() -> Any:
-    try:
-        from routeray.data.models import canonical_model
-    except ImportError:  # the importers are optional for this module
-        return lambda name: name
-    return canonical_model
 
 
 def _open_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:

@@ -92,7 +92,8 @@ def router_contamination(router: Router, prompts: list[str], label: str = "",
     if train is None:
         log.info("%s: training prompts unknown; no embedding decontamination for it", name)
         return None
-    from routeray.routers.embedders import EmbeddingCache, make_embedder
+    from routeray.encoders.cache import EmbeddingCache
+    from routeray.encoders.registry import make_embedder
 
     embedder = getattr(router, "embedder", None) or make_embedder()
     queries = EmbeddingCache(embedder).embed(prompts, progress=progress, desc=f"embedding for {name}")
@@ -107,7 +108,8 @@ def reference_contamination(prompts: list[str], train_prompts: list[str], label:
                             threshold: float = THRESHOLD, progress: bool = True) -> Contamination:
     """Contamination of ``prompts`` against a given list of training prompts, embedded with MiniLM (for
     routers that do not expose their own training embeddings but are known to be trained on this data)."""
-    from routeray.routers.embedders import EmbeddingCache, make_embedder
+    from routeray.encoders.cache import EmbeddingCache
+    from routeray.encoders.registry import make_embedder
 
     cache = EmbeddingCache(make_embedder())
     train = cache.embed(list(dict.fromkeys(train_prompts)), progress=progress, desc="embedding training prompts")

@@ -21,10 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
+from routeray.encoders.base import length_sorted_batches, pick_device
 from routeray.errors import ArtifactError, RouterayError
 from routeray.paths import sha256_file
 from routeray.routers.base import Router
-from routeray.routers.embedders import length_sorted_batches
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,20 @@ def check_pair(artifact: Artifact, overrides: dict[str, Any]) -> None:
         if canonical_model(asked) not in known:
             log.warning("%s was trained for %s model(s) %s; %r is scored as one of them", artifact.path,
                         side, known, asked)
+
+
+def score_from_probs(probs: np.ndarray, tie_share: float) -> np.ndarray:
+    """P(strong wins) from class probabilities ``(N, 3)``: ``P(strong) + tie_share * P(tie)``, in [0, 1]."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return np.clip(probs[:, 0] + tie_share * probs[:, 1], 0.0, 1.0)
+
+
+def three_class_from_correctness(p_strong: np.ndarray, p_weak: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` (strong wins, tie, weak wins) from each model's P(correct), taken as independent — the
+    golden-label rule: strong right and weak wrong is a strong win, both right or both wrong a tie. With
+    ``tie_share = 0.5`` the score is ``(1 + p_strong − p_weak) / 2``."""
+    ps, pw = np.asarray(p_strong, dtype=np.float64), np.asarray(p_weak, dtype=np.float64)
+    return np.stack([ps * (1 - pw), ps * pw + (1 - ps) * (1 - pw), pw * (1 - ps)], axis=1)
 
 
 def _predict_batches(model: Any, tokenizer: Any, prompts: Sequence[str], transform: Any, width: int, *,
@@ -152,8 +166,6 @@ class ThreeClassRouter(Router):
             return self._predict(list(prompts))
 
     def score(self, prompts: Sequence[str]) -> np.ndarray:
-        from routeray.train.neural import score_from_probs
-
         return score_from_probs(self.class_probs(prompts), self.tie_share)
 
     def training_embeddings(self) -> np.ndarray | None:
@@ -189,8 +201,6 @@ class BertRouter(ThreeClassRouter):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from routeray.train.neural import pick_device
-
         if artifact_dir is None:
             raise ArtifactError("the bert router needs a trained artifact directory")
         artifact = load_artifact(artifact_dir, expect_router=cls.name)
@@ -220,8 +230,6 @@ class BertRouter(ThreeClassRouter):
         if self.head_pair is None:
             return predict_class_probs(self.model, self.tokenizer, prompts, max_length=self.max_length,
                                        batch_size=self.batch_size, device=self.device)
-        from routeray.train.neural import three_class_from_correctness
-
         p = predict_correctness(self.model, self.tokenizer, prompts, self.head_pair, max_length=self.max_length,
                                 batch_size=self.batch_size, device=self.device)
         return three_class_from_correctness(p[:, 0], p[:, 1])

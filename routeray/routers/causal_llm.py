@@ -8,7 +8,7 @@ tokens ``yes`` and ``no`` is that model's correctness logit, so P(correct) of th
 model come from the same pass. The first slot is filled with the fixed placeholder ``?`` in training and
 inference alike, and causal attention keeps the first read blind to what follows, so the two reads do not
 depend on which pair is asked beyond the names before them. The pair becomes (strong wins, tie, weak wins)
-as with ``bert`` (:func:`routeray.train.neural.three_class_from_correctness`). Any strong and weak model can
+as with ``bert`` (:func:`routeray.routers.bert.three_class_from_correctness`). Any strong and weak model can
 be asked for by name; a name the training data lacks is mapped to a trained one (aliases, canonical
 spelling, else the artifact's own strong or weak model, with a warning), because the LM only learned the
 trained names.
@@ -32,9 +32,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
+from routeray.encoders.base import length_sorted_batches, pick_device
 from routeray.errors import ArtifactError, RouterayError
-from routeray.routers.bert import ThreeClassRouter, check_pair, head_indices, verify_model_dir
-from routeray.routers.embedders import length_sorted_batches
+from routeray.routers.bert import (
+    ThreeClassRouter,
+    check_pair,
+    head_indices,
+    three_class_from_correctness,
+    verify_model_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +243,6 @@ class CausalLLMRouter(ThreeClassRouter):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from routeray.train.neural import pick_device
-
         if artifact_dir is None:
             raise ArtifactError("the causal_llm router needs a trained artifact directory")
         artifact = load_artifact(artifact_dir, expect_router=cls.name)
@@ -272,8 +276,6 @@ class CausalLLMRouter(ThreeClassRouter):
         if self.pair is None:
             return predict_label_probs(self.model, self.encoder, self.label_ids, prompts,
                                        batch_size=self.batch_size, device=self.device)
-        from routeray.train.neural import three_class_from_correctness
-
         p = predict_pair_correctness(self.model, self.slots, self.label_ids, prompts, self.pair,
                                      batch_size=self.batch_size, device=self.device)
         return three_class_from_correctness(p[:, 0], p[:, 1])

@@ -24,9 +24,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
+from routeray.data.models import canonical_model
+from routeray.encoders.base import Embedder
+from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError
 from routeray.routers.base import Router
-from routeray.routers.embedders import Embedder, embedder_for_artifact
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,6 @@ log = logging.getLogger(__name__)
 # ``route_on``). Format 1 artifacts (no key) learned only "strong beats weak" and are refused.
 MF_FORMAT = 2
 ROUTING_RULES = ("correctness", "score")
-
-
-def _canonical(name: str) -> str:
-    try:
-        from routeray.data.models import canonical_model
-    except ImportError:  # the data layer is optional at inference
-        return name.strip()
-    return canonical_model(name)
 
 
 class ModelResolver:
@@ -68,11 +62,11 @@ class ModelResolver:
         return fallback
 
     def _candidates(self, name: str) -> list[str]:
-        out = [name, _canonical(name)]
+        out = [name, canonical_model(name)]
         for c in list(out):
             if c in self.aliases:
                 target = self.aliases[c]
-                out.extend([target, _canonical(target)])
+                out.extend([target, canonical_model(target)])
         return out
 
     def index(self, name: str, fallback: str) -> int:
@@ -84,17 +78,15 @@ def quantise_unit_rows(emb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(emb, dtype=np.float32) * 127.0), -127, 127).astype(np.int8)
 
 
-def model_direction(tensors: Mapping[str, np.ndarray], i: int) -> tuple[np.ndarray, float]:
-    """``(u, c)`` with ``s(m_i, q) = u · e_q + c`` for the learned tensors."""
-    v = tensors["model_emb"][i].astype(np.float64) * tensors["classifier"].astype(np.float64)  # (d,)
-    u = tensors["proj_weight"].astype(np.float64) @ v  # (D, d) @ (d,) -> (D,)
-    return u, float(tensors["proj_bias"].astype(np.float64) @ v)
+def mf_linear(proj_weight: Any, proj_bias: Any, model_emb: Any, classifier: Any) -> tuple[Any, Any]:
+    """The paper's MF score as a linear map of the prompt embedding: ``(U, C)`` with
+    ``s(m, q) = e_q @ U[:, m] + C[m]`` for every model ``m``, i.e. ``w2ᵀ (v_m ⊙ (W1ᵀ e_q + b))``.
 
-
-def pair_direction(tensors: Mapping[str, np.ndarray], i_strong: int, i_weak: int) -> tuple[np.ndarray, float]:
-    """``(u, c)`` with ``s(strong, q) − s(weak, q) = u · e_q + c`` for the learned tensors."""
-    (us, cs), (uw, cw) = model_direction(tensors, i_strong), model_direction(tensors, i_weak)
-    return us - uw, cs - cw
+    The one place the formula is written: serving and evaluation call it on the artifact's numpy tensors,
+    training on its torch parameters (both array types have ``@``, ``*`` and ``.T``). Shapes: ``proj_weight``
+    ``(D, d)``, ``proj_bias`` ``(d,)``, ``model_emb`` ``(M, d)`` unit rows, ``classifier`` ``(d,)``."""
+    v = model_emb * classifier  # (M, d)
+    return proj_weight @ v.T, proj_bias @ v.T  # (D, M), (M,)
 
 
 def pair_scorer(tensors: Mapping[str, np.ndarray], i_strong: int, i_weak: int,
@@ -103,11 +95,11 @@ def pair_scorer(tensors: Mapping[str, np.ndarray], i_strong: int, i_weak: int,
     their MF scores (``score``), for :func:`route_scores`."""
     if route_on not in ROUTING_RULES:
         raise ArtifactError(f"mf route_on must be one of {ROUTING_RULES}, got {route_on!r}")
-    (us, cs), (uw, cw) = model_direction(tensors, i_strong), model_direction(tensors, i_weak)
+    t = {k: np.asarray(tensors[k], dtype=np.float64) for k in ("proj_weight", "proj_bias", "model_emb", "classifier")}
+    u, c = mf_linear(t["proj_weight"], t["proj_bias"], t["model_emb"][[i_strong, i_weak]], t["classifier"])
     if route_on == "correctness":
-        bias = tensors["model_bias"].astype(np.float64)
-        cs, cw = cs + float(bias[i_strong]), cw + float(bias[i_weak])
-    return np.stack([us, uw], axis=1), np.asarray([cs, cw]), route_on
+        c = c + np.asarray(tensors["model_bias"], dtype=np.float64)[[i_strong, i_weak]]
+    return u, c, route_on
 
 
 def route_scores(emb: np.ndarray, scorer: tuple[np.ndarray, np.ndarray, str]) -> np.ndarray:

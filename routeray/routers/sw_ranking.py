@@ -19,9 +19,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
+from routeray.encoders.base import Embedder
+from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError
 from routeray.routers.base import Router
-from routeray.routers.embedders import Embedder, embedder_for_artifact
 from routeray.routers.mf import ModelResolver
 
 log = logging.getLogger(__name__)

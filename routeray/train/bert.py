@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.data.schema import PreferenceData
+from routeray.encoders.base import pick_device
 from routeray.errors import RouterayError
+from routeray.routers.bert import score_from_probs, three_class_from_correctness
 from routeray.train import neural
 
 log = logging.getLogger(__name__)
@@ -28,8 +31,8 @@ log = logging.getLogger(__name__)
 # Sized for a shared 2-core CPU (`make artifacts` within ~20 minutes); on a GPU raise per_source_cap,
 # max_length and epochs with --set (e.g. per_source_cap=3000 max_length=256 epochs=2).
 DEFAULTS: dict[str, Any] = {
-    "strong_model": "gpt-4-1106-preview",
-    "weak_model": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+    "strong_model": DEFAULT_STRONG,
+    "weak_model": DEFAULT_WEAK,
     "base_model": None,  # a local HF encoder folder; None: all-MiniLM-L6-v2 from its PyPI package
     "head": "per_model",  # or "three_class" (the paper's)
     "judgment_weight": 0.1,  # per_model: weight of the pairwise judgments against the golden labels
@@ -91,6 +94,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from routeray.encoders.local import minilm_path
     from routeray.routers.bert import (
         MODEL_DIR,
         head_indices,
@@ -98,7 +102,6 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         predict_correctness,
         weight_files_digest,
     )
-    from routeray.routers.embedders import minilm_path
 
     started = time.monotonic()
     cfg = neural.merge_config(DEFAULTS, config)
@@ -107,7 +110,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     neural.set_seed(seed)
     pair, train_ex, val_ex, train_data = prepare_examples(data, cfg, seed)
     base = Path(cfg["base_model"]) if cfg["base_model"] else minilm_path()
-    device = neural.pick_device(cfg["device"])
+    device = pick_device(cfg["device"])
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     per_model = cfg["head"] == "per_model"
     if per_model:
@@ -132,11 +135,11 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         if per_model:
             probs = predict_correctness(model, tokenizer, prompts, [i_strong, i_weak], max_length=max_len,
                                         batch_size=int(cfg["infer_batch_size"]), device=device)
-            probs = neural.three_class_from_correctness(probs[:, 0], probs[:, 1])
+            probs = three_class_from_correctness(probs[:, 0], probs[:, 1])
         else:
             probs = predict_class_probs(model, tokenizer, prompts, max_length=max_len,
                                         batch_size=int(cfg["infer_batch_size"]), device=device)
-        return neural.score_from_probs(probs, float(cfg["tie_share"]))
+        return score_from_probs(probs, float(cfg["tie_share"]))
 
     loss_fn = neural.per_model_loss(fit_ex, float(cfg["judgment_weight"])) \
         if isinstance(fit_ex, neural.ModelExamples) else None

@@ -28,7 +28,9 @@ import numpy as np
 
 from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
 from routeray.data.schema import PreferenceData
+from routeray.encoders.base import pick_device
 from routeray.errors import RouterayError
+from routeray.routers.bert import score_from_probs, three_class_from_correctness
 from routeray.train import neural
 from routeray.train.bert import DEFAULTS as BERT_DEFAULTS
 from routeray.train.bert import base_report, prepare_examples
@@ -139,7 +141,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     neural.set_seed(seed)
     pair, train_ex, val_ex, train_data = prepare_examples(data, cfg, seed)
     base = Path(cfg["base_model"]) if cfg["base_model"] else smollm2_path()
-    device = neural.pick_device(cfg["device"])
+    device = pick_device(cfg["device"])
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).to(device)  # type: ignore[arg-type]
     model.config.use_cache = False
@@ -169,7 +171,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         def score(prompts: list[str]) -> np.ndarray:
             p = predict_pair_correctness(model, slots, label_ids, prompts, asked, batch_size=infer_bs,
                                          device=device)
-            return neural.score_from_probs(neural.three_class_from_correctness(p[:, 0], p[:, 1]),
+            return score_from_probs(three_class_from_correctness(p[:, 0], p[:, 1]),
                                            float(cfg["tie_share"]))
     else:
         def class_logits(prompts: list[str]) -> torch.Tensor:
@@ -177,7 +179,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
 
         def score(prompts: list[str]) -> np.ndarray:
             probs = predict_label_probs(model, encoder, label_ids, prompts, batch_size=infer_bs, device=device)
-            return neural.score_from_probs(probs, float(cfg["tie_share"]))
+            return score_from_probs(probs, float(cfg["tie_share"]))
 
     result = neural.fit(model, class_logits, score, fit_ex, val_ex, cfg, seed=seed, progress=progress,
                         desc="training causal_llm", loss_fn=loss_fn)

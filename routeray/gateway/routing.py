@@ -1,0 +1,122 @@
+"""Routing decisions, shared by the gateway and the SDK: model-name parsing, thresholds, percentage
+routing over a live score window, and the live strong-call share."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from routeray.config import Tier
+from routeray.gateway.protocol import APIError
+
+_ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_.]+?)-(?P<value>.+?)(?P<pct>%)?$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request's ``model`` asks for: a fixed tier, or a router with a threshold or a strong share."""
+
+    tier: Tier | None = None
+    router: str | None = None
+    threshold: float | None = None
+    strong_percent: float | None = None
+
+    @property
+    def routed(self) -> bool:
+        return self.router is not None
+
+
+def parse_model_name(model: str, routers: Iterable[str], tier_names: dict[str, Tier]) -> Target:
+    """Parse ``router-<router>-<threshold>``, ``router-<router>-<p>%`` or a tier name.
+
+    ``tier_names`` maps accepted tier aliases (``strong``, ``weak`` and the backends' names) to tiers.
+    Raises :class:`APIError` (400, param ``model``) naming what is accepted.
+    """
+    if model in tier_names:
+        return Target(tier=tier_names[model])
+    known = sorted(routers)
+    m = _ROUTER_NAME.match(model)
+    if not m:
+        raise APIError(
+            f"unknown model {model!r}: use router-<router>-<threshold> (routers: {', '.join(known)}), "
+            f"router-<router>-<percent>%, or one of the tiers {', '.join(sorted(tier_names))}",
+            param="model", code="model_not_found",
+        )
+    router, raw, pct = m.group("router"), m.group("value"), m.group("pct")
+    if router not in known:
+        raise APIError(f"unknown router {router!r} in model {model!r}; routers served: {', '.join(known)}",
+                       param="model", code="model_not_found")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if pct:
+        if not (math.isfinite(value) and 0.0 <= value <= 100.0):
+            raise APIError(f"strong-call percentage {raw!r} in model {model!r} must be within [0, 100]",
+                           param="model", code="invalid_threshold")
+        return Target(router=router, strong_percent=value)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise APIError(f"threshold {raw!r} in model {model!r} must be a number within [0, 1]",
+                       param="model", code="invalid_threshold")
+    return Target(router=router, threshold=value)
+
+
+def decide(score: float, threshold: float) -> Tier:
+    """The contract: at or above the threshold goes to the strong model."""
+    return "strong" if score >= threshold else "weak"
+
+
+class ScoreWindow:
+    """Recent scores of one router; turns a target strong share p into the threshold that sends a share
+    p of the recent traffic to the strong model (the (1 - p) quantile), so the share holds as traffic drifts."""
+
+    def __init__(self, size: int, min_samples: int, seed: int = 0):
+        self._scores: deque[float] = deque(maxlen=size)
+        self._min = min_samples
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+
+    def add(self, score: float) -> None:
+        with self._lock:
+            self._scores.append(float(score))
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def decide(self, score: float, percent: float) -> tuple[Tier, float | None]:
+        """Tier for ``score`` at a strong share of ``percent`` %, and the threshold used (None while the
+        window is too short to trust: then a seeded draw at p keeps the share right)."""
+        p = percent / 100.0
+        with self._lock:
+            enough = len(self._scores) >= self._min
+            window = np.fromiter(self._scores, dtype=np.float64) if enough else None
+        if p >= 1.0:
+            return "strong", 0.0
+        if p <= 0.0:
+            return "weak", math.inf
+        if window is None:
+            return ("strong" if self._rng.random() < p else "weak"), None
+        threshold = float(np.quantile(window, 1.0 - p, method="higher"))
+        # ties at the quantile would send every tied score strong; strictly above keeps the share at p
+        tier: Tier = "strong" if score > threshold or (score == threshold and self._rng.random() < p) else "weak"
+        return tier, threshold
+
+
+class ShareTracker:
+    """Live share of strong decisions over the last N decisions of one router."""
+
+    def __init__(self, size: int):
+        self._window: deque[int] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, tier: Tier) -> float:
+        with self._lock:
+            self._window.append(1 if tier == "strong" else 0)
+            return sum(self._window) / len(self._window)

@@ -1,0 +1,233 @@
+"""The routing service: one request from parsed body to answer, shared by the Serve ingress and the SDK.
+
+It receives its scorers and backends by injection (Serve handles in the gateway, in-process routers in the
+SDK), decides the tier, calls the backend (streaming or not), falls back when a tier fails, and records
+every metric. Errors leave it as :class:`APIError` values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from routeray.config import Config, Tier
+from routeray.gateway.backends import BackendError, OpenAIBackend
+from routeray.gateway.protocol import APIError, ChatCompletionRequest, ModelCard, ModelList
+from routeray.gateway.routing import ScoreWindow, ShareTracker, Target, decide, parse_model_name
+from routeray.gateway.spend import SpendMeter, text_chars
+from routeray.metrics import GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A router's score for one prompt, with how it was computed (for metrics)."""
+
+    value: float
+    batch_size: int = 1
+    latency_s: float = 0.0
+
+
+# router name, prompt -> Score. The gateway awaits a Serve handle; the SDK a local router in a thread.
+ScoreFn = Callable[[str, str], Awaitable[Score]]
+
+
+@dataclass
+class Decision:
+    """Where one request goes and why; turned into response headers."""
+
+    tier: Tier
+    router: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    fallback: str | None = None
+    overhead_s: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def headers(self) -> dict[str, str]:
+        h: dict[str, str] = {"x-routeray-tier": str(self.tier)}
+        if self.router:
+            h["x-routeray-router"] = self.router
+        if self.score is not None:
+            h["x-routeray-score"] = f"{self.score:.6f}"
+        if self.threshold is not None:
+            h["x-routeray-threshold"] = f"{self.threshold:.6f}"
+        if self.fallback:
+            h["x-routeray-fallback"] = self.fallback
+        return h
+
+
+class RoutingService:
+    """Decides and forwards chat completions. Holds no Serve or HTTP framework objects."""
+
+    def __init__(self, cfg: Config, score_fn: ScoreFn, backends: dict[Tier, OpenAIBackend],
+                 metrics: GatewayMetrics | None = None):
+        self.cfg = cfg
+        self.score_fn = score_fn
+        self.backends = backends
+        self.metrics = metrics or GatewayMetrics()
+        self.spend = SpendMeter(cfg.strong, cfg.weak, self.metrics)
+        self.routers = [r.router for r in cfg.routers]
+        self.tier_names: dict[str, Tier] = {"strong": "strong", "weak": "weak",
+                                            backends["strong"].name: "strong", backends["weak"].name: "weak"}
+        rc = cfg.routing
+        self._windows = {r: ScoreWindow(rc.percent_window, rc.percent_min_samples, seed=i)
+                         for i, r in enumerate(self.routers)}
+        self._shares = {r: ShareTracker(rc.share_window) for r in self.routers}
+
+    # ---- models -------------------------------------------------------------------------------------
+    def models(self) -> ModelList:
+        """Every name a request can use: one per router (example threshold), and both tiers."""
+        cards = [ModelCard(id=f"router-{r}-0.5", routeray={
+            "router": r, "usage": f"router-{r}-<threshold in [0,1]> or router-{r}-<percent>%"})
+            for r in self.routers]
+        for tier in ("strong", "weak"):
+            backend = self.backends[tier]  # type: ignore[index]
+            cards.append(ModelCard(id=backend.name, routeray={
+                "tier": tier, "alias": tier, "upstream_model": backend.cfg.upstream_model,
+                "price_per_mtok_usd": {"input": backend.cfg.price_input_per_mtok,
+                                       "output": backend.cfg.price_output_per_mtok}}))
+        return ModelList(data=cards)
+
+    # ---- deciding -----------------------------------------------------------------------------------
+    async def decide(self, req: ChatCompletionRequest, started: float) -> Decision:
+        """Parse ``model``, score when routed, and pick the tier. Records decision metrics."""
+        target = parse_model_name(req.model, self.routers, self.tier_names)
+        if not target.routed:
+            assert target.tier is not None
+            return Decision(tier=target.tier, overhead_s=time.perf_counter() - started)
+        decision = await self._route(target, req)
+        decision.overhead_s = time.perf_counter() - started
+        m = self.metrics
+        m.routing_overhead.labels(target.router).observe(decision.overhead_s)
+        m.decisions.labels(target.router, decision.tier).inc()
+        m.strong_share.labels(target.router).set(self._shares[target.router].add(decision.tier))  # type: ignore[index]
+        return decision
+
+    async def _route(self, target: Target, req: ChatCompletionRequest) -> Decision:
+        router = target.router
+        assert router is not None
+        text = req.routing_text(self.cfg.routing.route_on)
+        if self.cfg.ingress.log_prompts:
+            log.debug("routing prompt with %s: %r", router, text[:200])
+        try:
+            score = await asyncio.wait_for(self.score_fn(router, text), self.cfg.routing.scorer_timeout_s)
+            if not (0.0 <= score.value <= 1.0):
+                raise ValueError(f"score {score.value!r} outside [0, 1]")
+        except Exception as exc:  # noqa: BLE001 - any scorer failure takes the configured tier
+            tier = self.cfg.routing.scorer_failure_tier
+            log.warning("scorer %s failed (%s: %s): routing to %s", router, type(exc).__name__, exc, tier)
+            self.metrics.fallbacks.labels("scorer_error", tier).inc()
+            return Decision(tier=tier, router=router, fallback="scorer_error")
+        self.metrics.scoring_latency.labels(router).observe(score.latency_s)
+        self.metrics.scorer_batch_size.labels(router).observe(score.batch_size)
+        window = self._windows[router]
+        if target.strong_percent is not None:
+            tier, threshold = window.decide(score.value, target.strong_percent)
+            self.metrics.strong_share_target.labels(router).set(target.strong_percent / 100.0)
+            if threshold is not None and threshold != float("inf"):
+                self.metrics.threshold.labels(router).set(threshold)
+        else:
+            threshold = target.threshold
+            tier = decide(score.value, threshold)  # type: ignore[arg-type]
+        window.add(score.value)
+        return Decision(tier=tier, router=router, score=score.value, threshold=threshold)
+
+    def _order(self, tier: Tier) -> list[Tier]:
+        r = self.cfg.routing
+        if tier == "strong" and r.strong_fallback_to_weak:
+            return ["strong", "weak"]
+        if tier == "weak" and r.weak_fallback_to_strong:
+            return ["weak", "strong"]
+        return [tier]
+
+    def _failed(self, exc: BackendError, nxt: Tier | None, decision: Decision) -> None:
+        self.metrics.upstream_errors.labels(exc.tier, exc.reason).inc()
+        log.warning("%s", exc)
+        if exc.client_fault:
+            raise APIError(f"the {exc.tier} model rejected the request: {exc.detail}", code="upstream_rejected")
+        if nxt is None:
+            kind = "timeout_error" if exc.reason == "timeout" else "upstream_error"
+            raise APIError(f"{exc}", type=kind, code=exc.reason)
+        self.metrics.fallbacks.labels(f"{exc.tier}_error", nxt).inc()
+        decision.fallback = f"{exc.tier}_error"
+        decision.tier = nxt
+
+    # ---- answering ----------------------------------------------------------------------------------
+    async def complete(self, req: ChatCompletionRequest, decision: Decision) -> dict[str, Any]:
+        """Non-streaming answer from the decided tier, or its fallback."""
+        body = req.upstream_body(model="")
+        order = self._order(decision.tier)
+        for i, tier in enumerate(order):
+            t0 = time.perf_counter()
+            try:
+                data = await self.backends[tier].complete(body)
+            except BackendError as exc:
+                self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
+                continue
+            self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
+            self._count_answer(tier, req, data)
+            return data
+        raise AssertionError("unreachable: _failed raises on the last tier")
+
+    async def open_stream(self, req: ChatCompletionRequest, decision: Decision) -> AsyncIterator[str]:
+        """Start a streaming answer: returns once the first chunk arrived (so a dead tier can still fall
+        back and a total failure is still an HTTP error); the iterator yields SSE lines to the end."""
+        body = req.upstream_body(model="")
+        order = self._order(decision.tier)
+        for i, tier in enumerate(order):
+            t0 = time.perf_counter()
+            chunks = self.backends[tier].stream(body)
+            try:
+                first = await anext(chunks)
+            except BackendError as exc:
+                await chunks.aclose()
+                self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
+                continue
+            except StopAsyncIteration:  # pragma: no cover - stream() raises on an empty stream
+                continue
+            self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
+            return self._sse(tier, first, chunks, req)
+        raise AssertionError("unreachable: _failed raises on the last tier")
+
+    async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncGenerator[dict[str, Any], None],
+                   req: ChatCompletionRequest) -> AsyncIterator[str]:
+        usage, chars = None, 0
+        try:
+            chunk: dict[str, Any] | None = first
+            while chunk is not None:
+                usage = chunk.get("usage") or usage
+                chars += sum(text_chars((c.get("delta") or {}).get("content")) for c in chunk.get("choices") or ()
+                             if isinstance(c, dict) and isinstance(c.get("delta") or {}, dict))
+                yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+                chunk = await anext(chunks, None)
+            self.spend.record_answer(tier, usage, _prompt_chars(req), chars)
+            yield "data: [DONE]\n\n"
+        except BackendError as exc:
+            # Mid-stream failure: too late to fall back; tell the client in OpenAI's in-stream error shape.
+            self.metrics.upstream_errors.labels(exc.tier, exc.reason).inc()
+            log.warning("%s", exc)
+            err = APIError(str(exc), type="upstream_error", code=exc.reason)
+            yield f"data: {json.dumps(err.to_dict())}\n\n"
+        finally:
+            await chunks.aclose()
+
+    def _count_answer(self, tier: Tier, req: ChatCompletionRequest, data: dict[str, Any]) -> None:
+        """Tokens and spend of a whole answer (from its usage, else estimated from its text)."""
+        chars = sum(text_chars((c.get("message") or {}).get("content")) for c in data.get("choices") or ()
+                    if isinstance(c, dict) and isinstance(c.get("message") or {}, dict))
+        self.spend.record_answer(tier, data.get("usage"), _prompt_chars(req), chars)
+
+    async def aclose(self) -> None:
+        for backend in self.backends.values():
+            await backend.aclose()
+
+
+def _prompt_chars(req: ChatCompletionRequest) -> int:
+    return sum(len(m.text()) for m in req.messages)

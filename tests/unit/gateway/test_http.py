@@ -1,0 +1,72 @@
+"""Ingress glue without Ray: body reading and validation, error shapes and status codes, wire models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from starlette.requests import Request
+
+from routeray.gateway.http import error_response, read_request
+from routeray.gateway.protocol import STATUS_BY_TYPE, APIError, ChatCompletionRequest
+
+
+def _request(body: bytes, headers: dict[str, str] | None = None, chunk: int = 1 << 16) -> Request:
+    parts = [body[i:i + chunk] for i in range(0, len(body), chunk)] or [b""]
+
+    async def receive() -> dict:
+        part = parts.pop(0)
+        return {"type": "http.request", "body": part, "more_body": bool(parts)}
+
+    hdrs = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return Request({"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": hdrs}, receive)
+
+
+def _read(body: bytes, headers: dict[str, str] | None = None, limit: int = 10_000) -> ChatCompletionRequest:
+    return asyncio.run(read_request(_request(body, headers, chunk=1000), limit))
+
+
+def test_reads_a_valid_request_keeping_unknown_fields() -> None:
+    req = _read(json.dumps({"model": "router-mf-0.1", "messages": [{"role": "user", "content": "hi"}],
+                            "tools": [{"type": "function"}], "seed": 3}).encode())
+    body = req.upstream_body("backend-model")
+    assert body["model"] == "backend-model" and body["tools"] == [{"type": "function"}] and body["seed"] == 3
+    assert "temperature" not in body  # unset fields are not invented
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    (b'{"model": "m", "messages": [{"role": "user", "content": 5}]}', "messages.0.content"),
+    (b'{"model": "m", "messages": [{"role": "user"}], "n": 0}', "n"),
+    (b'{"model": "m", "messages": [{"role": "user"}], "max_tokens": -1}', "max_tokens"),
+])
+def test_wrong_types_name_the_parameter(body: bytes, param: str) -> None:
+    with pytest.raises(APIError) as info:
+        _read(body)
+    assert info.value.status == 400 and (info.value.param or "").startswith(param)
+
+
+def test_body_limits_are_413_whether_declared_or_streamed() -> None:
+    big = b'{"model": "m", "messages": [{"role": "user", "content": "' + b"x" * 20_000 + b'"}]}'
+    for headers in ({"content-length": str(len(big))}, {}):
+        with pytest.raises(APIError) as info:
+            _read(big, headers)
+        assert info.value.status == 413
+
+
+def test_errors_have_openai_shape_and_mapped_status() -> None:
+    resp = error_response(APIError("nope", type="upstream_error", code="timeout"))
+    assert resp.status_code == 502
+    assert json.loads(resp.body) == {"error": {"message": "nope", "type": "upstream_error", "param": None,
+                                               "code": "timeout"}}
+    assert STATUS_BY_TYPE["invalid_request_error"] == 400 and STATUS_BY_TYPE["request_too_large"] == 413
+    assert APIError("x", type="something new").status == 500
+
+
+def test_routing_text_is_the_last_user_turn() -> None:
+    req = ChatCompletionRequest.model_validate({"model": "m", "messages": [
+        {"role": "system", "content": "be brief"}, {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]}]})
+    assert req.routing_text() == "second"
+    assert req.routing_text("all_user") == "first\n\nsecond"

@@ -382,6 +382,7 @@ def one_process_app(router_name: str, upstream: str, artifact: str | None = None
 
     from routeray import load_router
     from routeray.gateway.protocol import ChatCompletionRequest
+    from routeray.gateway.routing import decide
 
     router = load_router(router_name, artifact=artifact)
     router.score(["warm-up"])
@@ -397,7 +398,7 @@ def one_process_app(router_name: str, upstream: str, artifact: str | None = None
         req = ChatCompletionRequest.model_validate(await request.json())
         threshold = float(req.model.rsplit("-", 1)[-1])
         score = float(router.score([req.routing_text()])[0])
-        tier = "strong" if score >= threshold else "weak"
+        tier = decide(score, threshold)
         body = req.model_dump(exclude_none=True)
         body["model"] = tier
         if req.stream:

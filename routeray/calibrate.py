@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from routeray.errors import DataError, RouterayError
-from routeray.routers.base import Router
+from routeray.routers.base import Router, goes_strong
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def run_cli(args: argparse.Namespace) -> int:
     router = load_router(args.router, args.artifacts)
     scores = score_all(router, prompts, progress=True)
     threshold = threshold_for_fraction(scores, args.strong_fraction)
-    n_strong = int((scores >= threshold).sum())
+    n_strong = int(goes_strong(scores, threshold).sum())
     # repr-precision: the printed number, parsed back, routes exactly these prompts
     print(f"threshold for {args.router} at {args.strong_fraction:.1%} strong calls: {threshold!r}")
     print(f"{n_strong} of {len(prompts)} prompts ({n_strong / len(prompts):.1%}) score >= {threshold!r} "

@@ -15,6 +15,7 @@ import numpy as np
 
 from routeray.config import Tier
 from routeray.gateway.protocol import APIError
+from routeray.routers.base import goes_strong
 
 _ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_.]+?)-(?P<value>.+?)(?P<pct>%)?$")
 
@@ -69,8 +70,8 @@ def parse_model_name(model: str, routers: Iterable[str], tier_names: dict[str, T
 
 
 def decide(score: float, threshold: float) -> Tier:
-    """The contract: at or above the threshold goes to the strong model."""
-    return "strong" if score >= threshold else "weak"
+    """The tier for one score: :func:`routeray.routers.base.goes_strong` decides."""
+    return "strong" if goes_strong(score, threshold) else "weak"
 
 
 class ScoreWindow:

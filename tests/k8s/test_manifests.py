@@ -105,7 +105,7 @@ def test_serve_config_v2_validates_as_routeray_config() -> None:
     by_path = {a["import_path"]: a for a in serve["applications"]}
     cfg = Config.model_validate(by_path["routeray.deployments.app:build_app"]["args"])
     engine = EngineConfig.model_validate(by_path["routeray.deployments.app:build_engine_app"]["args"])
-    assert serve["http_options"]["port"] == cfg.http_port == 8000
+    assert serve["http_options"]["port"] == cfg.http_port == 8000  # http_port: not in args, Serve's default
     assert engine.accelerator == "gpu"
     # Serve autoscaling for the scorers, which Ray's autoscaler turns into GPU nodes.
     assert any(r.autoscaling and r.autoscaling.max_replicas > r.autoscaling.min_replicas for r in cfg.routers)
@@ -128,10 +128,8 @@ def test_one_gateway_replica_per_ingress_pod() -> None:
     serve = yaml.safe_load(_one("RayService")["spec"]["serveConfigV2"])
     app = next(a for a in serve["applications"] if a["import_path"].endswith(":build_app"))
     cfg = Config.model_validate(app["args"])
-    (override,) = [d for d in app["deployments"] if d["name"] == Gateway.name]
-    options = override["ray_actor_options"]
-    assert options["num_cpus"] == cfg.ingress.num_cpus
-    ((resource, per_replica),) = options["resources"].items()
+    assert Gateway.name == "Gateway" and "deployments" not in app  # said once: in args.ingress
+    ((resource, per_replica),) = cfg.ingress.resources.items()
     groups = _groups()
     advertised = json.loads(json.loads(groups["ingress"]["rayStartParams"]["resources"]))
     assert advertised == {resource: per_replica}

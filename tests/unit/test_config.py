@@ -91,16 +91,6 @@ def test_serve_config_file_is_valid() -> None:
     assert apps["weak-engine"]["route_prefix"] == cfg.engine.route_prefix
 
 
-def test_build_app_validates_its_args() -> None:
-    from ray.serve import Application
-
-    from routeray.deployments.app import build_app
-
-    assert isinstance(build_app({"routers": [{"router": "random"}]}), Application)
-    with pytest.raises(ValidationError):
-        build_app({"routers": [{"router": "random", "bogus": 1}]})
-
-
 def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("routers: [{router: random, max_batch_size: -1}]\n")
@@ -108,18 +98,3 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
         load_config_file(str(bad))
     with pytest.raises(RouterayError, match="missing.yaml"):
         load_config_file(str(tmp_path / "missing.yaml"))
-
-
-def test_serve_config_and_embedded_profile_fit_serves_schema() -> None:
-    from ray.serve.schema import ServeDeploySchema
-
-    from routeray.deployments.app import build_engine_app
-    from routeray.deployments.cli import serve_applications
-
-    ServeDeploySchema.model_validate(yaml.safe_load(SERVE_CONFIG.read_text()))
-    apps = serve_applications(Config())
-    assert [a["name"] for a in apps] == ["weak-engine", "routeray"]
-    ServeDeploySchema.model_validate({"applications": apps})
-    assert Config.model_validate(apps[1]["args"]) == Config()
-    engine_args = yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]["args"]
-    assert build_engine_app({**engine_args, "model_source": "/models/any"}) is not None

@@ -155,16 +155,3 @@ def test_async_score_fn_is_awaited_on_the_loop_once_per_batch() -> None:
     scores = asyncio.run(go())
     assert scores == [0.01] + [i / 100 for i in range(1, 21)]
     assert calls == [1, 20] and loop_threads == {threading.main_thread().ident}
-
-
-def test_ingress_args_keep_batching_only_for_routers_scored_in_the_ingress() -> None:
-    from routeray.config import Config
-    from routeray.deployments.app import ingress_args
-
-    cfg = Config(routers=[{"router": "random", "placement": "ingress", "max_batch_size": 8},
-                          {"router": "mf", "max_batch_size": 16}], engine={"enabled": False},
-                 weak={"name": "w", "base_url": "http://x/v1"}, strong={"name": "s", "base_url": "http://y/v1"})
-    local, remote = ingress_args(cfg)["routers"]
-    assert (local["placement"], local["max_batch_size"]) == ("ingress", 8)
-    assert remote["placement"] == "deployment" and "max_batch_size" not in remote
-    assert Config.model_validate(ingress_args(cfg)).routers[0].max_batch_size == 8

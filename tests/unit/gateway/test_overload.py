@@ -83,16 +83,3 @@ def test_config_takes_a_positive_lag_limit_or_none() -> None:
     assert IngressConfig(shed_loop_lag_ms=250).shed_loop_lag_ms == 250
     with pytest.raises(ValueError):
         IngressConfig(shed_loop_lag_ms=0)
-
-
-def test_ingress_queue_limits_reach_the_serve_deployment() -> None:
-    from routeray.deployments.app import build_app
-
-    app = build_app({"routers": [{"router": "random"}], "engine": {"enabled": False},
-                     "strong": {"name": "s", "base_url": "http://127.0.0.1:9/v1"},
-                     "weak": {"name": "w", "base_url": "http://127.0.0.1:9/v1"},
-                     "ingress": {"max_ongoing_requests": 64, "max_queued_requests": 32}})
-    gateway = app._bound_deployment  # the deployment behind the bound application
-    assert (gateway.max_ongoing_requests, gateway.max_queued_requests) == (64, 32)
-    with pytest.raises(ValueError):
-        IngressConfig(max_queued_requests=-2)

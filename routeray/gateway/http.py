@@ -50,6 +50,29 @@ def validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return f"{param or 'body'}: {first.get('msg', 'invalid')}{more}", param
 
 
+# Deepest JSON nesting a request may have. Tool schemas nest a few dozen levels at most; pydantic stops
+# serialising (forwarding) near 255 and json.loads near 1,000 (RecursionError), which were 500s before.
+MAX_JSON_DEPTH = 128
+
+
+def json_depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests (a scalar is 0, ``[]`` is 1); iterative, so any depth is safe."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _too_deep() -> APIError:
+    return APIError(f"request body is nested too deeply (more than {MAX_JSON_DEPTH} levels of arrays and objects)",
+                    code="invalid_json")
+
+
 async def read_request(request: Request, max_bytes: int) -> ChatCompletionRequest:
     """Read and validate a chat request body; every problem becomes a 4xx :class:`APIError`."""
     declared = request.headers.get("content-length")
@@ -63,8 +86,12 @@ async def read_request(request: Request, max_bytes: int) -> ChatCompletionReques
             raise APIError(f"request body exceeds the {max_bytes}-byte limit", type="request_too_large")
     try:
         data = json.loads(body)
+    except RecursionError:
+        raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise _too_deep()
     if not isinstance(data, dict):
         raise APIError("request body must be a JSON object", code="invalid_json")
     try:

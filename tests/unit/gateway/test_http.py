@@ -54,6 +54,28 @@ def test_body_limits_are_413_whether_declared_or_streamed() -> None:
         assert info.value.status == 413
 
 
+@pytest.mark.parametrize("depth", [100_000, 2_000, 300])
+def test_deeply_nested_bodies_are_a_400_not_a_500(depth: int) -> None:
+    """Under the size limit, nested past what parsing (RecursionError) or forwarding (pydantic's serialisation
+    depth) can take: the client's mistake, said as such."""
+    nested = b"[" * depth + b"]" * depth
+    for body in (nested, b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "x": ' + nested + b"}"):
+        with pytest.raises(APIError) as info:
+            _read(body, limit=1_000_000)
+        assert info.value.status == 400 and "nested too deeply" in info.value.message
+        assert info.value.code == "invalid_json"
+
+
+def test_reasonably_nested_fields_pass_through() -> None:
+    schema: dict = {"type": "string"}
+    for _ in range(30):  # a deep tool schema: 60 levels of objects
+        schema = {"type": "object", "properties": {"a": schema}}
+    req = _read(json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                            "tools": [{"type": "function", "function": {"parameters": schema}}]}).encode(),
+                limit=1_000_000)
+    assert json.loads(json.dumps(req.upstream_body("b")))["tools"][0]["function"]["parameters"] == schema
+
+
 def test_errors_have_openai_shape_and_mapped_status() -> None:
     resp = error_response(APIError("nope", type="upstream_error", code="timeout"))
     assert resp.status_code == 502

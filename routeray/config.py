@@ -115,7 +115,12 @@ class BackendConfig(_Model):
     read_timeout_s: float = Field(
         30.0, gt=0, description="Longest silence between two streamed chunks before the call is abandoned."
     )
-    max_retries: int = Field(2, ge=0, le=10, description="Retries on connect errors, 429 and 5xx (before any byte).")
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Retries on connect errors, 5xx and a 429 without Retry-After (before any "
+        "byte). A 429 with Retry-After is not retried: the tier cools down that long (calls refused at once, "
+        "the other tier answers) and the cool-down counts as a failed call for the circuit breaker.")
+    max_retry_after_s: float = Field(
+        60.0, gt=0, description="Longest cool-down an upstream's Retry-After can impose on this tier, seconds.")
     backoff_s: float = Field(0.2, ge=0, description="First retry delay; doubles each retry, with jitter.")
     max_connections: int = Field(256, ge=1, description="HTTP connection pool size.")
     breaker_failures: int = Field(

@@ -50,7 +50,8 @@ class GatewayMetrics:
             ["tier"], buckets=UPSTREAM_BUCKETS, registry=r)
         self.upstream_errors = Counter(
             f"{PREFIX}upstream_errors", "Failed backend calls by tier and reason.",
-            ["tier", "reason"], registry=r)  # reason: connect|timeout|status_4xx|status_5xx|bad_response|stream|circuit_open
+            ["tier", "reason"], registry=r)  # reason: connect|timeout|status_4xx|status_5xx|rate_limited|cooling_down|
+        # bad_response|stream|circuit_open
         self.fallbacks = Counter(
             f"{PREFIX}fallbacks", "Fallbacks by cause and the tier used instead.",
             ["reason", "to_tier"], registry=r)  # reason: strong_error|weak_error|scorer_error

@@ -87,7 +87,7 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
                         f"(rate(routeray_upstream_latency_seconds_count{RATE})) or 0 * sum by (tier) "
                         f"(rate(routeray_upstream_errors_total{RATE}))))", "{{tier}}")]},
         {"title": "Upstream errors per second, by reason", "unit": "reqps",
-         "description": "connect, timeout, status_4xx, status_5xx, bad_response, stream.",
+         "description": "connect, timeout, status_4xx, status_5xx, rate_limited, bad_response, stream; skipped calls: cooling_down, circuit_open.",
          "queries": [_q(f"sum by (tier, reason) (rate(routeray_upstream_errors_total{RATE}))",
                         "{{tier}} {{reason}}")]},
         {"title": "Fallbacks per second", "unit": "reqps",

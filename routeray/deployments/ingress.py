@@ -95,7 +95,9 @@ class Gateway:
                 return StreamingResponse(lines, media_type="text/event-stream", headers=decision.headers())
             data = await self.service.complete(req, decision)
         except APIError as err:
-            status = "client_error" if err.status < 500 else "overloaded" if err.status == 503 else "upstream_error"
+            status = ("upstream_error" if err.code in ("rate_limited", "cooling_down") or err.status in (502, 504)
+                      else "overloaded" if err.status == 503 else "client_error" if err.status < 500
+                      else "upstream_error")
             self.metrics.requests.labels(kind, status).inc()
             return error_response(err)
         self.metrics.requests.labels(kind, "ok").inc()

@@ -2,9 +2,12 @@
 
 The strong tier is a hosted API; the weak tier is the local vLLM engine (``ray.serve.llm``'s OpenAI app on
 Serve's proxy), so both go through this one client. Timeouts on connect, on every streamed chunk and on
-the whole answer; retries with exponential backoff and jitter on connect errors, 429 and 5xx, only before
-the first byte; answers that are not OpenAI-shaped are errors, never passed on. An optional circuit breaker
-(``breaker_failures``) stops calling a tier that keeps failing, so fallbacks do not wait for its timeouts.
+the whole answer; retries with exponential backoff and jitter on connect errors, 5xx and a 429 without
+``Retry-After``, only before the first byte; answers that are not OpenAI-shaped are errors, never passed on.
+A 429 with ``Retry-After`` is not retried: the tier cools down that long (calls are refused at once, so the
+other tier answers), and a 429 that outlasts the retries counts against the circuit breaker. The optional
+breaker (``breaker_failures``) stops calling a tier that keeps failing, so fallbacks do not wait for its
+timeouts.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -28,16 +32,23 @@ _T = TypeVar("_T")
 
 class BackendError(Exception):
     """A failed backend call. ``reason`` is a metric tag: connect, timeout, status_4xx, status_5xx,
-    bad_response or stream. ``client_fault`` marks upstream 400/422 answers caused by the request itself."""
+    rate_limited (a 429), cooling_down (not called: a 429's Retry-After has not expired), circuit_open,
+    bad_response or stream. ``client_fault`` marks upstream 400/422 answers caused by the request itself;
+    ``retry_after_s`` says when the tier may be called again."""
 
     def __init__(self, tier: Tier, reason: str, message: str, status: int | None = None,
-                 client_fault: bool = False):
+                 client_fault: bool = False, retry_after_s: float | None = None):
         super().__init__(f"{tier} backend: {message}")
         self.tier = tier
         self.reason = reason
         self.status = status
         self.client_fault = client_fault
+        self.retry_after_s = retry_after_s
         self.detail = message
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.reason in ("rate_limited", "cooling_down")
 
 
 class CircuitBreaker:
@@ -101,6 +112,7 @@ class OpenAIBackend:
                                 max_keepalive_connections=cfg.max_connections),
         )
         self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_cooldown_s)
+        self._cool_until = 0.0  # monotonic time before which an upstream 429's Retry-After forbids calls
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -109,8 +121,13 @@ class OpenAIBackend:
         return {**body, "model": self.cfg.upstream_model}
 
     async def _guarded(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        """``await call()`` under the circuit breaker: refused at once while it is open; a 4xx answer means
-        the upstream is up, any other failure (connect, timeout, 5xx, bad answer) counts against it."""
+        """``await call()`` under the upstream's cool-down and the circuit breaker: refused at once while
+        either holds; a 4xx answer means the upstream is up, any other failure (connect, timeout, 5xx, 429,
+        bad answer) counts against it."""
+        wait = self._cool_until - time.monotonic()
+        if wait > 0:
+            raise BackendError(self.tier, "cooling_down", f"not called: the upstream answered 429 with "
+                               f"Retry-After; next try in {wait:.1f} s", status=429, retry_after_s=wait)
         if not self.breaker.allow():
             raise BackendError(self.tier, "circuit_open",
                                f"not called: its last {self.breaker.failures} calls failed; next try in "
@@ -206,6 +223,9 @@ class OpenAIBackend:
                 err = await self._status_error(resp, stream)
                 if err.client_fault:
                     raise err
+                if err.retry_after_s is not None:  # the upstream said when: no retry before that
+                    self._cool_until = max(self._cool_until, time.monotonic() + err.retry_after_s)
+                    raise err
             if attempt >= self.cfg.max_retries or err.status in (401, 403, 404):
                 raise err
             delay = self.cfg.backoff_s * (2**attempt) * (0.5 + random.random())
@@ -223,9 +243,27 @@ class OpenAIBackend:
             if stream:
                 await resp.aclose()
         code = resp.status_code
+        if code == 429:
+            wait = retry_after_s(resp.headers.get("retry-after"), self.cfg.max_retry_after_s)
+            return BackendError(self.tier, "rate_limited", f"HTTP 429: {message}", status=code, retry_after_s=wait)
         reason = "status_5xx" if code >= 500 else "status_4xx"
         return BackendError(self.tier, reason, f"HTTP {code}: {message}", status=code,
                             client_fault=code in (400, 422))
+
+
+def retry_after_s(value: str | None, cap_s: float) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), at most ``cap_s``;
+    None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), cap_s) if seconds == seconds else None  # NaN: unreadable
 
 
 def _error_message(data: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -153,6 +154,9 @@ class RoutingService:
         if exc.client_fault:
             raise APIError(f"the {exc.tier} model rejected the request: {exc.detail}", code="upstream_rejected")
         if nxt is None:
+            if exc.rate_limited:  # the client may retry when the upstream said it could
+                wait = None if exc.retry_after_s is None else max(1, math.ceil(exc.retry_after_s))
+                raise APIError(f"{exc}", type="rate_limit_error", code=exc.reason, retry_after_s=wait)
             kind = "timeout_error" if exc.reason == "timeout" else "upstream_error"
             raise APIError(f"{exc}", type=kind, code=exc.reason)
         self.metrics.fallbacks.labels(f"{exc.tier}_error", nxt).inc()

@@ -2,7 +2,8 @@
 
 Modes: ``ok`` (echo answers, streaming or not), ``fail`` (HTTP 500), ``stall`` (never answers),
 ``garbage`` (200 with a body that is not OpenAI JSON), ``reject`` (HTTP 400 like a real API refusing a
-parameter), ``stall_midstream`` (one chunk, then silence), ``garbage_stream`` (a non-JSON SSE chunk).
+parameter), ``stall_midstream`` (one chunk, then silence), ``garbage_stream`` (a non-JSON SSE chunk),
+``rate_limited`` (HTTP 429 with ``Retry-After: <retry_after>`` when that is set).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class FakeOpenAI:
     def __init__(self, model: str):
         self.model = model
         self.mode = "ok"
+        self.retry_after: str | None = None  # the Retry-After header of mode rate_limited
         self.calls = 0
         self.last_body: dict | None = None
         self.authorizations: list[str] = []
@@ -78,6 +80,11 @@ class FakeOpenAI:
         mode = self.mode
         if mode == "fail":
             return JSONResponse({"error": {"message": "boom", "type": "server_error"}}, status_code=500)
+        if mode == "rate_limited":
+            headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+            return JSONResponse({"error": {"message": "Rate limit reached", "type": "rate_limit_error",
+                                           "param": None, "code": "rate_limit_exceeded"}},
+                                status_code=429, headers=headers)
         if mode == "reject":
             return JSONResponse({"error": {"message": "max_tokens is too large", "type": "invalid_request_error",
                                            "param": "max_tokens", "code": None}}, status_code=400)

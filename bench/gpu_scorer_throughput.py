@@ -54,7 +54,7 @@ def prepare(out: Path, data_dir: Path, n_prompts: int, seed: int) -> None:
     from transformers import AutoModel, AutoTokenizer
 
     from routeray.data import load_data_dir
-    from routeray.routers.embedders import minilm_path
+    from routeray.encoders.local import minilm_path
 
     src = minilm_path()
     model = AutoModel.from_pretrained(str(src), dtype=torch.float16)

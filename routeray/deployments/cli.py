@@ -266,6 +266,6 @@ def _ready_message(cfg: Config, resolved: Config, seconds: float) -> str:
         f"  routers: {', '.join(r.router for r in cfg.routers)}  -> model=router-<router>-<threshold>",
         f"  weak tier:   {resolved.weak.name} at {resolved.weak.base_url}",
         f"  strong tier: {resolved.strong.name} = {strong}",
-        f"  metrics:     {url}/metrics   health: {url}/health",
+        f"  metrics:     {url}/metrics   health: {url}/health   ready: {url}/ready",
         "Ctrl-C to stop.",
     ])

@@ -1,11 +1,11 @@
 """The HTTP ingress: FastAPI glue around :class:`RoutingService`, as a Serve deployment.
 
-Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health``,
-``GET /metrics`` (Prometheus text format). Every error leaves as an OpenAI-shaped body; the status code is
+Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health`` (liveness, and
+each tier's readiness), ``GET /ready`` (503 until both tiers answer), ``GET /metrics`` (Prometheus text format). Every error leaves as an OpenAI-shaped body; the status code is
 chosen in one place (:data:`routeray.gateway.protocol.STATUS_BY_TYPE`). With client keys configured
 (:class:`routeray.config.AccessConfig`), ``/v1/*`` and ``/stats`` need a Bearer key (401) and chat
-completions are rate-limited per key (429 with ``Retry-After``); ``/health`` and ``/metrics`` stay open for
-probes and scrapers.
+completions are rate-limited per key (429 with ``Retry-After``); ``/health``, ``/ready`` and ``/metrics`` stay
+open for probes and scrapers.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from routeray.gateway.batching import ContinuousBatcher
 from routeray.gateway.http import chat_request_openapi, create_api, error_response, read_request
 from routeray.gateway.overload import LoadShedder
 from routeray.gateway.protocol import APIError
+from routeray.gateway.readiness import TierReadiness
 from routeray.gateway.scorers import LocalScorers
-from routeray.gateway.service import RoutingService, Score
+from routeray.gateway.service import NOT_READY_RETRY_S, RoutingService, Score
 from routeray.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class Gateway:
         lag_ms = self.cfg.ingress.shed_loop_lag_ms
         self.shedder = LoadShedder(None if lag_ms is None else lag_ms / 1000)
         self.metrics.loop_lag.set_function(lambda: self.shedder.lag.lag_s)
-        self.service = RoutingService(self.cfg, self._score, backends, self.metrics)
+        self.readiness = TierReadiness(backends)
+        self.service = RoutingService(self.cfg, self._score, backends, self.metrics, self.readiness)
         log.info("gateway ready: routers %s; strong %s at %s; weak %s at %s", self.service.routers,
                  self.cfg.strong.name, self.cfg.strong.base_url, self.cfg.weak.name, self.cfg.weak.base_url)
 
@@ -110,8 +112,18 @@ class Gateway:
 
     @api.get("/health")
     async def health(self) -> JSONResponse:
-        return JSONResponse({"status": "ok", "routers": self.service.routers,
-                             "strong": self.cfg.strong.name, "weak": self.cfg.weak.name})
+        """Liveness: 200 while this replica serves; the body also says whether each tier is ready."""
+        ready = await self.readiness.snapshot()
+        return JSONResponse({"status": "ok", "ready": ready["ready"], "routers": self.service.routers,
+                             "strong": self.cfg.strong.name, "weak": self.cfg.weak.name, "tiers": ready["tiers"]})
+
+    @api.get("/ready")
+    async def ready(self) -> JSONResponse:
+        """Readiness: 200 once both tiers answer; until then 503, naming the tiers not ready (and why)."""
+        ready = await self.readiness.snapshot()
+        body = {"status": "ready" if ready["ready"] else "starting", **ready}
+        headers = {} if ready["ready"] else {"Retry-After": str(int(NOT_READY_RETRY_S))}
+        return JSONResponse(body, status_code=200 if ready["ready"] else 503, headers=headers)
 
     @api.get("/stats")
     async def stats(self, request: Request) -> JSONResponse:

@@ -19,11 +19,14 @@ from typing import Any
 from routeray.config import Config, Tier
 from routeray.gateway.backends import BackendError, OpenAIBackend
 from routeray.gateway.protocol import APIError, ChatCompletionRequest, ModelCard, ModelList
+from routeray.gateway.readiness import TierReadiness
 from routeray.gateway.routing import ScoreWindow, ShareTracker, Target, decide, parse_model_name
 from routeray.gateway.spend import SpendMeter, text_chars
 from routeray.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
+
+NOT_READY_RETRY_S = 5.0  # the Retry-After of a 503 for a tier that is still starting
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,11 @@ class RoutingService:
     """Decides and forwards chat completions. Holds no Serve or HTTP framework objects."""
 
     def __init__(self, cfg: Config, score_fn: ScoreFn, backends: dict[Tier, OpenAIBackend],
-                 metrics: GatewayMetrics | None = None):
+                 metrics: GatewayMetrics | None = None, readiness: TierReadiness | None = None):
+        """``readiness``: refuse (503, or fall back) a tier that has not answered yet (the gateway passes
+        one; the SDK calls whatever the caller configured)."""
         self.cfg = cfg
+        self.readiness = readiness
         self.score_fn = score_fn
         self.backends = backends
         self.metrics = metrics or GatewayMetrics()
@@ -148,15 +154,27 @@ class RoutingService:
             return ["weak", "strong"]
         return [tier]
 
+    async def _check_ready(self, tier: Tier) -> None:
+        """Raise ``not_ready`` for a tier that has not answered yet (the weak engine still starting)."""
+        if self.readiness is None or await self.readiness.check(tier):
+            return
+        backend = self.backends[tier]
+        what = ("its engine is still starting" if backend.cfg.base_url == self.cfg.local_engine_url()
+                else "its API does not answer yet")
+        raise BackendError(tier, "not_ready", f"{backend.name} is not ready: {what} ({self.readiness.detail(tier)})",
+                           retry_after_s=NOT_READY_RETRY_S)
+
     def _failed(self, exc: BackendError, nxt: Tier | None, decision: Decision) -> None:
         self.metrics.upstream_errors.labels(exc.tier, exc.reason).inc()
         log.warning("%s", exc)
         if exc.client_fault:
             raise APIError(f"the {exc.tier} model rejected the request: {exc.detail}", code="upstream_rejected")
         if nxt is None:
+            wait = None if exc.retry_after_s is None else max(1, math.ceil(exc.retry_after_s))
             if exc.rate_limited:  # the client may retry when the upstream said it could
-                wait = None if exc.retry_after_s is None else max(1, math.ceil(exc.retry_after_s))
                 raise APIError(f"{exc}", type="rate_limit_error", code=exc.reason, retry_after_s=wait)
+            if exc.reason == "not_ready":
+                raise APIError(f"{exc}", type="overloaded_error", code="not_ready", retry_after_s=wait)
             kind = "timeout_error" if exc.reason == "timeout" else "upstream_error"
             raise APIError(f"{exc}", type=kind, code=exc.reason)
         self.metrics.fallbacks.labels(f"{exc.tier}_error", nxt).inc()
@@ -171,6 +189,7 @@ class RoutingService:
         for i, tier in enumerate(order):
             t0 = time.perf_counter()
             try:
+                await self._check_ready(tier)
                 data = await self.backends[tier].complete(body)
             except BackendError as exc:
                 self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
@@ -189,6 +208,7 @@ class RoutingService:
             t0 = time.perf_counter()
             chunks = self.backends[tier].stream(body)
             try:
+                await self._check_ready(tier)
                 first = await anext(chunks)
             except BackendError as exc:
                 await chunks.aclose()

@@ -3,7 +3,8 @@
 Modes: ``ok`` (echo answers, streaming or not), ``fail`` (HTTP 500), ``stall`` (never answers),
 ``garbage`` (200 with a body that is not OpenAI JSON), ``reject`` (HTTP 400 like a real API refusing a
 parameter), ``stall_midstream`` (one chunk, then silence), ``garbage_stream`` (a non-JSON SSE chunk),
-``rate_limited`` (HTTP 429 with ``Retry-After: <retry_after>`` when that is set).
+``rate_limited`` (HTTP 429 with ``Retry-After: <retry_after>`` when that is set), ``starting`` (HTTP 404 on
+every route, as Serve's proxy answers before the engine's route exists). ``GET /v1/models`` lists the model.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class FakeOpenAI:
         self.port = free_port()
         self.app = FastAPI()
         self.app.post("/v1/chat/completions")(self._chat)
+        self.app.get("/v1/models")(self._models)
         self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                      log_level="warning", lifespan="off"))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -72,7 +74,14 @@ class FakeOpenAI:
         last = body["messages"][-1].get("content", "")
         return f"[{self.model}] {str(last)[:40]}"
 
+    async def _models(self):
+        if self.mode == "starting":
+            return PlainTextResponse("Not Found", status_code=404)
+        return {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "fake"}]}
+
     async def _chat(self, request: Request):
+        if self.mode == "starting":
+            return PlainTextResponse("Not Found", status_code=404)
         self.calls += 1
         self.authorizations.append(request.headers.get("authorization", ""))
         body = await request.json()

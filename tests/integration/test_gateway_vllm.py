@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -25,16 +27,17 @@ MSG = [{"role": "user", "content": "Name one colour of the rainbow."}]
 
 
 class Live:
-    def __init__(self, url: str, cfg: Config, startup_s: float):
+    def __init__(self, url: str, cfg: Config, startup_s: float, early: dict[str, httpx.Response]):
         self.url = url
         self.cfg = cfg
         self.startup_s = startup_s
+        self.early = early  # what a new user saw who waited for /health and sent a request while it started
         self.client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def live(clean_ray: None) -> Iterator[Live]:
-    from routeray.deployments.cli import start
+    from routeray.deployments.cli import _start_serve, deploy, serve_applications
 
     for var in ("ROUTERAY_STRONG_BASE_URL", "ROUTERAY_STRONG_API_KEY"):
         os.environ.pop(var, None)
@@ -43,13 +46,50 @@ def live(clean_ray: None) -> Iterator[Live]:
     cfg = Config(http_port=free_port(), routers=[ScorerConfig(router=r) for r in routers],
                  engine=EngineConfig(kv_cache_gib=1.0),
                  routing=RoutingConfig(scorer_timeout_s=30))  # routing asserts must not flake on a busy CPU
+    url = f"http://127.0.0.1:{cfg.http_port}"
     t0 = time.monotonic()
-    resolved = start(cfg, ray_init={"address": "local", "include_dashboard": False})
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{cfg.http_port}/v1", api_key="unused", max_retries=0)
+    _start_serve(cfg, {"address": "local", "include_dashboard": False})
+    failed: list[BaseException] = []
+    deploying = threading.Thread(target=lambda: _capture(failed, deploy, serve_applications(cfg)), daemon=True)
+    deploying.start()
+    early: dict[str, httpx.Response] = {}
+    while deploying.is_alive() and not early:  # as a new user would: wait for /health, then send a request
+        try:
+            if httpx.get(f"{url}/health", timeout=10).status_code == 200 and deploying.is_alive():
+                early = {"health": httpx.get(f"{url}/health", timeout=10), "ready": httpx.get(f"{url}/ready"),
+                         "chat": httpx.post(f"{url}/v1/chat/completions", timeout=60,
+                                            json={"model": "weak", "messages": MSG, "max_tokens": 4})}
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    deploying.join()
+    assert not failed, failed
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     client.chat.completions.create(model="weak", messages=MSG, max_tokens=4)
     startup = time.monotonic() - t0
     log.warning("local profile: first answer %.1f s after start", startup)
-    yield Live(f"http://127.0.0.1:{cfg.http_port}", resolved, startup)
+    yield Live(url, cfg.resolved(), startup, early)
+
+
+def _capture(failed: list[BaseException], fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - reported by the fixture
+        failed.append(exc)
+
+
+def test_while_the_engine_starts_the_gateway_says_so(live: Live) -> None:
+    """The gateway answers before the engine does: /health is 200 but says the tiers are not ready, /ready is
+    503 naming them, and a chat request gets a 503 in OpenAI's shape with Retry-After (it was a 502
+    `weak backend: HTTP 404: Not Found`)."""
+    assert live.early, "the gateway never answered before the engine was up"
+    health, ready, chat = live.early["health"].json(), live.early["ready"], live.early["chat"]
+    assert health["status"] == "ok" and health["ready"] is False and not health["tiers"]["weak"]["ready"]
+    assert ready.status_code == 503 and "weak" in ready.json()["not_ready"]
+    assert chat.status_code == 503 and chat.headers["retry-after"] == "5"
+    error = chat.json()["error"]
+    assert error["code"] == "not_ready" and "engine is still starting" in error["message"]
+    after = httpx.get(f"{live.url}/ready")
+    assert after.status_code == 200 and after.json()["not_ready"] == []
 
 
 def test_strong_tier_is_the_local_engine_when_no_api_is_set(live: Live) -> None:

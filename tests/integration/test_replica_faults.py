@@ -45,6 +45,10 @@ class FakeEngine:
     def __init__(self) -> None:
         self.pid = os.getpid()
 
+    @engine_api.get("/v1/models")
+    async def models(self) -> Any:
+        return {"object": "list", "data": [{"id": "fake-weak", "object": "model"}]}
+
     @engine_api.post("/v1/chat/completions")
     async def chat(self, request: Request) -> Any:
         import json  # the class is shipped to the replica by value: no module globals there

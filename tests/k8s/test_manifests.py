@@ -245,3 +245,11 @@ def test_grafana_configmap_carries_the_dashboard() -> None:
 def test_prometheus_rule_carries_the_rule_file() -> None:
     rules = yaml.safe_load((K8S / "prometheus" / "routeray-rules.yaml").read_text(encoding="utf-8"))
     assert _one("PrometheusRule")["spec"]["groups"] == rules["groups"]
+
+
+def test_ingress_pods_are_ready_only_when_the_gateway_can_answer() -> None:
+    """The ingress pods' readiness is routeray's /ready (503 while a tier still starts), on the named port."""
+    (container,) = _groups()["ingress"]["template"]["spec"]["containers"]
+    probe = container["readinessProbe"]["httpGet"]
+    assert probe == {"path": "/ready", "port": "serve"}
+    assert "serve" in {p["name"] for p in container["ports"]}

@@ -46,14 +46,16 @@ def build_application(app: dict[str, Any]) -> Any:
 
 
 def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None:
-    """Deploy Serve applications (entries of a Serve config's ``applications``) with Serve's public API and
-    wait until every one is RUNNING; a failed deployment raises with Serve's message.
+    """Deploy Serve applications (entries of a Serve config's ``applications``) with Serve's public
+    ``serve.run``, gateway first (it answers, and says what is not ready, while the engine loads), and
+    return once every one is RUNNING; a failed deployment raises with Serve's message.
 
-    ``serve.run`` waits for each application in turn, so it runs in a worker thread while this one watches
-    ``serve.status()`` for failures and the deadline (a deployment that cannot be placed would otherwise
-    wait forever). The gateway goes first: it answers (and says what is not ready) while the engine loads.
-    Deployment-level ``deployments:`` overrides are for Serve's declarative deploy (``serve deploy``,
-    KubeRay), which applies them; here they are refused rather than silently dropped."""
+    ``serve.run`` waits for each application in turn; it runs in a worker thread so that a deployment that
+    cannot be placed (it would wait forever) ends in a clear error after ``timeout_s``. This thread calls no
+    Serve API meanwhile: Serve's config validators register and unregister modules for pickling globally, so
+    two threads using Serve at once can break each other. Deployment-level ``deployments:`` overrides are for
+    Serve's declarative deploy (``serve deploy``, KubeRay), which applies them; here they are refused rather
+    than silently dropped."""
     from ray import serve
 
     from routeray.errors import RouterayError
@@ -65,32 +67,26 @@ def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None
                                 "(or deploy the file with `serve deploy`)")
     ordered = sorted(applications, key=lambda a: not str(a["import_path"]).endswith(":build_app"))
     errors: list[BaseException] = []
+    done: list[str] = []
 
     def run_all() -> None:
         try:
             for app in ordered:
                 serve.run(build_application(app), name=app["name"], route_prefix=app.get("route_prefix", "/"),
                           logging_config=app.get("logging_config"))
-        except BaseException as exc:  # noqa: BLE001 - reported by the watching thread
+                done.append(app["name"])
+        except BaseException as exc:  # noqa: BLE001 - reported by the waiting thread
             errors.append(exc)
 
     worker = threading.Thread(target=run_all, name="routeray-deploy", daemon=True)
     worker.start()
-    names = [a["name"] for a in applications]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        apps = serve.status().applications
-        states = {n: apps[n].status if n in apps else "NOT_STARTED" for n in names}
-        failed = [n for n, st in states.items() if st in ("DEPLOY_FAILED", "UNHEALTHY")]
-        if failed:
-            raise RouterayError(f"Serve application {failed[0]!r} failed: {apps[failed[0]].message}")
-        if errors:
-            raise RouterayError(f"deploying failed: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
-        if not worker.is_alive() and all(st == "RUNNING" for st in states.values()):
-            return
-        if time.monotonic() > deadline:
-            raise RouterayError(f"Serve applications not running after {timeout_s:.0f} s: {states}")
-        time.sleep(0.5)
+    worker.join(timeout_s)
+    if errors:
+        raise RouterayError(f"deploying failed: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
+    if worker.is_alive():
+        waiting = [a["name"] for a in ordered if a["name"] not in done]
+        raise RouterayError(f"Serve applications {waiting} not running after {timeout_s:.0f} s (is there a "
+                            "node with the resources they ask for?)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -136,7 +136,7 @@ def test_slow_scorer_times_out_to_the_default_tier(servers: tuple[FakeOpenAI, Fa
             return cls()
 
         def score(self, prompts):  # type: ignore[no-untyped-def]
-            _time.sleep(1.0)
+            _time.sleep(4.0)
             return np.ones(len(prompts))
 
     from routeray.routers import registry
@@ -148,4 +148,4 @@ def test_slow_scorer_times_out_to_the_default_tier(servers: tuple[FakeOpenAI, Fa
                 routers=[SlowRouter.name], routing={"scorer_timeout_s": 0.2, "scorer_failure_tier": "weak"}) as c:
         t0 = _time.monotonic()
         out = c.chat.completions.create(model=f"router-{SlowRouter.name}-0", messages=MSG)
-        assert out.model == "small" and _time.monotonic() - t0 < 1.0
+        assert out.model == "small" and _time.monotonic() - t0 < 3.0  # the 0.2 s timeout, not the 4 s score

@@ -37,7 +37,7 @@ def test_idle_request_is_scored_alone_and_at_once() -> None:
         assert (r.score, r.batch_size) == (0.03, 1)
         return time.perf_counter() - t0
 
-    assert asyncio.run(go()) < 0.05
+    assert asyncio.run(go()) < 0.25  # no batch wait: a worker-thread hop, even on a slow, busy machine
     assert threading.get_ident() not in fn.threads  # scored off the event loop
 
 

@@ -81,7 +81,7 @@ def test_open_breaker_skips_the_tier_and_a_trial_closes_it(server: FakeOpenAI) -
         t0 = time.monotonic()
         with pytest.raises(BackendError, match="next try in") as err:
             await backend.complete(BODY)
-        assert err.value.reason == "circuit_open" and time.monotonic() - t0 < 0.1
+        assert err.value.reason == "circuit_open" and time.monotonic() - t0 < 0.4  # at once, no timeout
         with pytest.raises(BackendError, match="not called"):
             await anext(backend.stream(BODY))
         assert server.calls == calls  # the tier was not called while open

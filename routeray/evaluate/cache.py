@@ -8,7 +8,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,16 +65,21 @@ class ScoreCache:
 
 
 def score_prompts(router: Router, prompts: Sequence[str], label: str = "", batch_size: int = DEFAULT_BATCH,
-                  progress: bool = True) -> np.ndarray:
-    """Score ``prompts`` in batches with a progress bar, checking the Router contract on the way."""
+                  progress: bool = True, embeddings: np.ndarray | None = None) -> np.ndarray:
+    """Score ``prompts`` in batches with a progress bar, checking the Router contract on the way. With the
+    prompts' ``embeddings`` (in the router's own embedder's space), a router that scores embeddings
+    (``score_embeddings``: mf, sw_ranking) scores those instead of embedding the prompts again."""
     from tqdm.auto import tqdm
 
     name = label or getattr(router, "name", type(router).__name__)
+    from_embeddings = getattr(router, "score_embeddings", None) if embeddings is not None else None
     out = np.empty(len(prompts), dtype=np.float64)
     with tqdm(total=len(prompts), desc=f"scoring {name}", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
-            got = np.asarray(router.score(chunk), dtype=np.float64).reshape(-1)
+            raw = (from_embeddings(embeddings[start:start + batch_size]) if from_embeddings is not None  # type: ignore[index]
+                   else router.score(chunk))
+            got = np.asarray(raw, dtype=np.float64).reshape(-1)
             if got.shape != (len(chunk),):
                 raise RouterayError(f"router {name!r} returned {got.size} scores for {len(chunk)} prompts")
             out[start:start + len(chunk)] = got
@@ -87,18 +92,21 @@ def score_prompts(router: Router, prompts: Sequence[str], label: str = "", batch
 
 
 def cached_scores(router: Router, benchmark: str, prompts: Sequence[str], cache: ScoreCache | None,
-                  label: str = "", progress: bool = True, pair: tuple[str, str] | None = None) -> np.ndarray:
+                  label: str = "", progress: bool = True, pair: tuple[str, str] | None = None,
+                  embeddings: Callable[[], np.ndarray] | None = None) -> np.ndarray:
     """The router's scores on ``prompts``, from ``cache`` when there (``cache=None``: always recompute).
 
     ``pair`` (strong, weak) joins the key: a router loaded for another pair may score differently even when
-    its fingerprint does not say so."""
+    its fingerprint does not say so. ``embeddings`` gives the prompts' embeddings in the router's space,
+    asked for only when the scores must be computed (see :func:`score_prompts`)."""
     fp = router.fingerprint if pair is None else f"{router.fingerprint}|{pair[0]}|{pair[1]}"
     if cache is not None:
         hit = cache.get(fp, benchmark, prompts)
         if hit is not None:
             log.info("%s on %s: scores from cache %s", label or fp, benchmark, cache.path(fp, benchmark, prompts))
             return hit
-    scores = score_prompts(router, prompts, label=label, progress=progress)
+    emb = embeddings() if embeddings is not None and hasattr(router, "score_embeddings") else None
+    scores = score_prompts(router, prompts, label=label, progress=progress, embeddings=emb)
     if cache is not None:
         cache.put(fp, benchmark, prompts, scores)
     return scores

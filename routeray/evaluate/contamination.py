@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from routeray.encoders.base import Embedder
 from routeray.routers.base import Router
 
 log = logging.getLogger(__name__)
@@ -83,20 +84,28 @@ def training_embeddings(router: Router) -> np.ndarray | None:
     return None if train is None else np.asarray(train, dtype=np.float32)
 
 
-def router_contamination(router: Router, prompts: list[str], label: str = "",
-                         threshold: float = THRESHOLD, progress: bool = True) -> Contamination | None:
+def query_embedder(router: Router) -> Embedder:
+    """The space a router's training embeddings live in: its own embedder, else MiniLM."""
+    from routeray.encoders.registry import make_embedder
+
+    return getattr(router, "embedder", None) or make_embedder()
+
+
+def router_contamination(router: Router, prompts: list[str], label: str = "", threshold: float = THRESHOLD,
+                         progress: bool = True, queries: np.ndarray | None = None) -> Contamination | None:
     """Contamination of ``prompts`` with respect to ``router``'s training prompts; ``None`` when the router
-    does not say what it was trained on."""
+    does not say what it was trained on. ``queries``: the prompts' embeddings in :func:`query_embedder`'s
+    space when the caller has them (else they are embedded here, through the embedding cache)."""
     name = label or getattr(router, "name", type(router).__name__)
     train = training_embeddings(router)
     if train is None:
         log.info("%s: training prompts unknown; no embedding decontamination for it", name)
         return None
-    from routeray.encoders.cache import EmbeddingCache
-    from routeray.encoders.registry import make_embedder
+    if queries is None:
+        from routeray.encoders.cache import EmbeddingCache
 
-    embedder = getattr(router, "embedder", None) or make_embedder()
-    queries = EmbeddingCache(embedder).embed(prompts, progress=progress, desc=f"embedding for {name}")
+        queries = EmbeddingCache(query_embedder(router)).embed(prompts, progress=progress,
+                                                              desc=f"embedding for {name}")
     sims = max_cosine(queries, np.asarray(train))
     result = Contamination(name, sims, threshold)
     log.info("%s: %d of %d prompts have cosine >= %.2f to a training prompt; similarity score %.3f",

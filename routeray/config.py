@@ -77,6 +77,11 @@ class ScorerConfig(_Model):
         5.0, gt=0, description="Prompts queued longer than this are shed, not scored (the gateway stopped "
         "waiting after routing.scorer_timeout_s); keeps an overloaded scorer from running ever later."
     )
+    admit_wait_s: float | None = Field(
+        0.25, gt=0, description="Load shedding: a prompt that would wait longer than this to be scored (the prompts "
+        "queued ahead of it times the recent scoring time per prompt) is refused at once with 503 overloaded_error "
+        "and Retry-After instead of queued, so past saturation the scorer stays busy, the queue bounded and what is "
+        "answered answered in time. None: off (every prompt queues; max_queue_s still sheds the stale ones).")
     num_cpus: float = Field(
         0.0, ge=0, description="CPUs each scorer replica reserves (0 locally: a CPU vLLM engine reserves every core)."
     )

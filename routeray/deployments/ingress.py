@@ -53,7 +53,8 @@ class Gateway:
         # Routers scored in their own deployment: concurrent prompts go out as one Ray call per batch (each
         # call costs milliseconds of CPU on both sides; per prompt, that capped the gateway near 100 req/s).
         self._remote = {r.router: ContinuousBatcher(_batch_call(scorers[r.router]), r.max_batch_size,
-                                                    name=f"scorer {r.router} calls", max_queue_s=r.max_queue_s)
+                                                    name=f"scorer {r.router} calls", max_queue_s=r.max_queue_s,
+                                                    admit_wait_s=r.admit_wait_s)
                         for r in self.cfg.routers if r.placement == "deployment"}
         local = [r for r in self.cfg.routers if r.placement == "ingress"]
         # Routers scored here share the SDK's in-process scorers: a continuous batcher per router, the

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 
+from routeray.gateway.overload import QueueFull
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,8 @@ class ContinuousBatcher:
     """Batches concurrent :meth:`submit` calls into calls of ``score_fn(prompts) -> scores``."""
 
     def __init__(self, score_fn: Callable[[list[str]], Iterable[float] | Awaitable[Iterable[float]]],
-                 max_batch_size: int = 64, wait_s: float = 0.0, name: str = "scorer", max_queue_s: float | None = None):
+                 max_batch_size: int = 64, wait_s: float = 0.0, name: str = "scorer", max_queue_s: float | None = None,
+                 admit_wait_s: float | None = None):
         self._fn = score_fn
         # A coroutine function (a remote scorer's batch call) is awaited; a plain one runs in a worker thread.
         self._is_async = inspect.iscoroutinefunction(score_fn)
@@ -45,6 +48,11 @@ class ContinuousBatcher:
         self.wait_s = wait_s
         # Under overload, prompts whose caller has surely given up are shed instead of scored.
         self.max_queue_s = max_queue_s
+        # Past saturation, a prompt that would wait longer than this is refused at once (QueueFull: a 503 with
+        # Retry-After) instead of queued: the queue, and so the latency of what is answered, stays bounded.
+        self.admit_wait_s = admit_wait_s
+        self._item_s: float | None = None  # recent scoring time per prompt (moving average)
+        self._in_batch = 0
         self.name = name
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Scored], float]] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -61,8 +69,16 @@ class ContinuousBatcher:
                 raise ValueError("wait_s must be >= 0")
             self.wait_s = float(wait_s)
 
+    def expected_wait_s(self) -> float:
+        """How long a prompt submitted now would wait for its score: the prompts ahead of it times the recent
+        scoring time per prompt (0 until a batch has been timed)."""
+        queued = self._queue.qsize() if self._queue is not None else 0
+        return (queued + self._in_batch) * (self._item_s or 0.0)
+
     async def submit(self, prompt: str) -> Scored:
-        """Score one prompt as part of the next batch."""
+        """Score one prompt as part of the next batch; :class:`QueueFull` when it would wait too long."""
+        if self.admit_wait_s is not None and (wait := self.expected_wait_s()) > self.admit_wait_s:
+            raise QueueFull(self.name, wait, self.admit_wait_s)
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:  # queues and tasks belong to one event loop
             self._queue, self._loop, self._task = asyncio.Queue(), loop, None
@@ -126,6 +142,7 @@ class ContinuousBatcher:
                 continue
             prompts = [p for p, _ in batch]
             t0 = time.perf_counter()
+            self._in_batch = len(prompts)
             try:
                 scores = await self._call(prompts)
                 if len(scores) != len(prompts):
@@ -133,12 +150,16 @@ class ContinuousBatcher:
                 if not all(math.isfinite(s) for s in scores):
                     raise RuntimeError(f"{self.name} returned a non-finite score")
             except Exception as exc:  # noqa: BLE001 - every caller of this batch gets the error
+                self._in_batch = 0
                 log.warning("%s: scoring a batch of %d failed: %s", self.name, len(prompts), exc)
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             elapsed = time.perf_counter() - t0
+            self._in_batch = 0
+            per_item = elapsed / len(prompts)
+            self._item_s = per_item if self._item_s is None else 0.8 * self._item_s + 0.2 * per_item
             for (_, fut), s in zip(batch, scores, strict=True):
                 if not fut.done():
                     fut.set_result(Scored(s, len(prompts), elapsed))

@@ -35,6 +35,15 @@ class Overloaded(APIError):
                          code="overloaded", retry_after_s=retry_after_s)
 
 
+class QueueFull(APIError):
+    """A 503 ``overloaded_error`` with ``Retry-After``: the scorer's queue is already longer than a prompt may wait."""
+
+    def __init__(self, name: str, wait_s: float, limit_s: float, retry_after_s: int = 1):
+        super().__init__(f"the gateway is overloaded ({name}: a prompt would wait {wait_s * 1000:.0f} ms to be "
+                         f"scored, limit {limit_s * 1000:.0f} ms); retry in {retry_after_s} s",
+                         type="overloaded_error", code="overloaded", retry_after_s=retry_after_s)
+
+
 class LoopLag:
     """The lag of the running event loop: a ticker sleeps ``interval_s`` and records how late it woke.
 

@@ -38,7 +38,8 @@ class LocalScorers:
             loaded = await asyncio.to_thread(self.router, router)
             c = self._cfgs[router]
             self._batchers.setdefault(key, ContinuousBatcher(loaded.score, c.max_batch_size, c.batch_wait_timeout_s,
-                                                             name=f"router {router}", max_queue_s=c.max_queue_s))
+                                                             name=f"router {router}", max_queue_s=c.max_queue_s,
+                                                             admit_wait_s=c.admit_wait_s))
         r = await self._batchers[key].submit(prompt)
         return Score(value=r.score, batch_size=r.batch_size, latency_s=r.batch_seconds)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from routeray.config import Config, Tier
 from routeray.gateway.backends import BackendError, OpenAIBackend
+from routeray.gateway.overload import QueueFull
 from routeray.gateway.protocol import APIError, ChatCompletionRequest, ModelCard, ModelList
 from routeray.gateway.readiness import TierReadiness
 from routeray.gateway.routing import ScoreWindow, ShareTracker, Target, decide, parse_model_name
@@ -127,6 +128,8 @@ class RoutingService:
             score = await asyncio.wait_for(self.score_fn(router, text), self.cfg.routing.scorer_timeout_s)
             if not (0.0 <= score.value <= 1.0):
                 raise ValueError(f"score {score.value!r} outside [0, 1]")
+        except QueueFull:
+            raise  # shed on purpose: the caller gets the 503, no other tier answers in the scorer's place
         except Exception as exc:  # noqa: BLE001 - any scorer failure takes the configured tier
             tier = self.cfg.routing.scorer_failure_tier
             log.warning("scorer %s failed (%s: %s): routing to %s", router, type(exc).__name__, exc, tier)

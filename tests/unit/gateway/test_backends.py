@@ -12,6 +12,7 @@ import pytest
 
 from routeray.config import BackendConfig, Config, ScorerConfig
 from routeray.gateway.backends import BackendError, OpenAIBackend
+from routeray.gateway.overload import QueueFull
 from routeray.gateway.protocol import APIError, ChatCompletionRequest
 from routeray.gateway.service import RoutingService, Score
 from routeray.metrics import GatewayMetrics
@@ -140,6 +141,26 @@ def test_without_a_fallback_the_client_gets_a_429_with_retry_after(fakes: tuple[
                 await service.complete(req, await service.decide(req, time.perf_counter()))
             assert err.value.status == 429 and 1 <= int(err.value.headers()["Retry-After"]) <= 20
         assert strong.calls == 1
+        await service.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_shed_prompt_is_a_503_not_a_fallback(fakes: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    strong, weak = fakes
+
+    async def full(router: str, prompt: str) -> Score:
+        raise QueueFull("router random", 0.4, 0.25)
+
+    async def go() -> None:
+        service = _service(strong, weak, fallback=True)
+        service.score_fn = full
+        req = ChatCompletionRequest.model_validate({**BODY, "model": "router-random-0.5"})
+        with pytest.raises(QueueFull) as err:
+            await service.decide(req, time.perf_counter())
+        assert err.value.status == 503 and err.value.type == "overloaded_error"
+        assert _count(service, "routeray_fallbacks_total", reason="scorer_error", to_tier="weak") == 0
+        assert strong.calls == weak.calls == 0
         await service.aclose()
 
     asyncio.run(go())

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from routeray.gateway.batching import ContinuousBatcher
+from routeray.gateway.overload import QueueFull
 
 
 class SlowScorer:
@@ -155,3 +156,24 @@ def test_async_score_fn_is_awaited_on_the_loop_once_per_batch() -> None:
     scores = asyncio.run(go())
     assert scores == [0.01] + [i / 100 for i in range(1, 21)]
     assert calls == [1, 20] and loop_threads == {threading.main_thread().ident}
+
+
+def test_admission_refuses_at_once_what_would_wait_too_long() -> None:
+    """Per-prompt time 10 ms (one prompt a batch): with 0.05 s to spare, about five may queue; the rest get a
+    503 with Retry-After at once, and what was admitted is answered."""
+    fn = SlowScorer(per_call=0.01)
+    b = ContinuousBatcher(fn, max_batch_size=1, admit_wait_s=0.05)
+
+    async def go() -> tuple[list[object], float]:
+        await b.submit("warm")  # one timed batch: the batcher now knows the time per prompt
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(b.submit(f"p{i}") for i in range(40)), return_exceptions=True)
+        return results, time.perf_counter() - t0
+
+    results, elapsed = asyncio.run(go())
+    refused = [r for r in results if isinstance(r, QueueFull)]
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    assert 3 <= len(answered) <= 8 and len(refused) == 40 - len(answered)
+    assert refused[0].status == 503 and refused[0].headers() == {"Retry-After": "1"}
+    assert elapsed < 0.5  # the refused did not wait for the admitted
+    assert b.expected_wait_s() == 0.0

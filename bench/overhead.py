@@ -523,11 +523,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def gateway_config(router: str, artifact: str | None, backend_url: str, port: int,
                    overrides: dict[str, Any]) -> dict[str, Any]:
-    """The gateway under test: one scorer for ``router``, no engine, both tiers -> the loopback backend, and
-    otherwise the shipped defaults. ``overrides`` (a partial Config) is merged over it; a ``routers`` list
-    there replaces the whole list, and an entry for ``router`` that names no artifact gets ``artifact`` (the
-    router under test, as the other targets use)."""
-    base = {"http_port": port, "routers": [{"router": router, "artifact": artifact}], "engine": {"enabled": False},
+    """The gateway under test: what ``make serve`` ships (``routeray.config.local_profile``: its proxy, ingress
+    settings and the router's placement), for ``router`` alone, no engine, both tiers -> the loopback backend.
+    ``overrides`` (a partial Config) is merged over it; a ``routers`` list there replaces the whole list, and
+    an entry for ``router`` that names no artifact gets ``artifact`` (the router under test, as the other
+    targets use)."""
+    from routeray.config import local_profile
+
+    profile = local_profile().model_dump(mode="json")
+    shipped = next((r for r in profile["routers"] if r["router"] == router), {"router": router})
+    base = {"http_port": port, "http_proxy": profile["http_proxy"], "ingress": profile["ingress"],
+            "routers": [{**shipped, "artifact": artifact}], "engine": {"enabled": False},
             "strong": {"name": "loop-strong", "base_url": backend_url},
             "weak": {"name": "loop-weak", "base_url": backend_url}}
     cfg = _merge(base, overrides)

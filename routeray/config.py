@@ -164,7 +164,10 @@ class EngineConfig(_Model):
     enforce_eager: bool = Field(True, description="Skip graph compilation: faster start, a little slower decode.")
     dtype: str = Field("bfloat16", description="Weights and activations dtype.")
     kv_cache_gib: float = Field(1.0, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE, GiB of KV cache.")
-    num_replicas: int = Field(1, ge=1, description="Engine replicas (fixed; each holds the whole model).")
+    num_replicas: int = Field(1, ge=1, description="Engine replicas when autoscaling is None (each holds the whole model).")
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Serve autoscaling of the engine replicas (each one GPU, or the CPUs locally); None: "
+        "num_replicas fixed. target_ongoing_requests is the concurrent generations one replica should carry.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vLLM engine arguments.")
 
 
@@ -206,7 +209,10 @@ class AccessConfig(_Model):
 class IngressConfig(_Model):
     """The FastAPI ingress deployment."""
 
-    num_replicas: int = Field(1, ge=1, description="Ingress replicas (each keeps its own /metrics registry).")
+    num_replicas: int = Field(1, ge=1, description="Ingress replicas when autoscaling is None (each keeps its own "
+                              "/metrics registry).")
+    autoscaling: AutoscalingConfig | None = Field(
+        None, description="Serve autoscaling of the ingress replicas; None: num_replicas fixed (docs/scale.md sizes it).")
     num_cpus: float = Field(0.0, ge=0, description="CPUs each ingress replica reserves (0 beside a CPU engine).")
     resources: dict[str, float] = Field(
         default_factory=dict, description="Custom Ray resources each ingress replica needs (k8s: "

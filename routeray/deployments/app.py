@@ -39,8 +39,10 @@ def build_app(args: dict[str, Any]) -> Application:
     scorers = {r.router: scorer_deployment(r) for r in cfg.routers if r.placement == "deployment"}
     ing = cfg.ingress
     gateway: Any = Gateway  # a serve.Deployment once decorated
+    replicas: dict[str, Any] = ({"autoscaling_config": ing.autoscaling.model_dump()} if ing.autoscaling
+                                else {"num_replicas": ing.num_replicas})
     return gateway.options(
-        num_replicas=ing.num_replicas,
+        **replicas,
         max_ongoing_requests=ing.max_ongoing_requests,
         max_queued_requests=ing.max_queued_requests,
         ray_actor_options={"num_cpus": ing.num_cpus, "resources": dict(ing.resources)},
@@ -72,7 +74,8 @@ def engine_llm_config(engine: EngineConfig) -> Any:
         kwargs["accelerator_type"] = engine.accelerator_type
     return LLMConfig(
         model_loading_config={"model_id": engine.model_id, "model_source": source},
-        deployment_config={"num_replicas": engine.num_replicas},
+        deployment_config=({"autoscaling_config": engine.autoscaling.model_dump()} if engine.autoscaling
+                           else {"num_replicas": engine.num_replicas}),
         engine_kwargs=engine_kwargs,
         runtime_env={"env_vars": env},
         **kwargs,

@@ -95,3 +95,21 @@ def test_scorer_takes_its_batching_knobs_from_user_config() -> None:
     scorer.reconfigure({"max_batch_size": 8, "batch_wait_timeout_s": 0.002})
     knobs = scorer.batching()
     assert (knobs["max_batch_size"], knobs["batch_wait_timeout_s"]) == (8, 0.002)
+
+
+def test_every_deployment_of_the_gpu_config_autoscales() -> None:
+    """docs/scale.md: the ingress, every scorer deployment and the weak engine scale with load."""
+    from routeray.deployments.app import build_app, engine_llm_config
+
+    cfg = load_config_file(str(SERVE_CONFIG))
+    assert cfg.ingress.autoscaling is not None and cfg.http_proxy == "haproxy"
+    assert all(r.autoscaling is not None for r in cfg.routers if r.placement == "deployment")
+    engine_args = next(a for a in yaml.safe_load(SERVE_CONFIG.read_text())["applications"]
+                       if a["import_path"].endswith(":build_engine_app"))["args"]
+    engine = EngineConfig.model_validate({**engine_args, "model_source": "/models/any"})
+    assert engine.autoscaling is not None
+    llm = engine_llm_config(engine)
+    assert llm.deployment_config["autoscaling_config"]["max_replicas"] == engine.autoscaling.max_replicas
+    app = build_app({"routers": [{"router": "random"}], **OFFLINE_TIERS,
+                     "ingress": {"autoscaling": {"min_replicas": 2, "max_replicas": 6, "target_ongoing_requests": 100}}})
+    assert app._bound_deployment._deployment_config.autoscaling_config.max_replicas == 6

@@ -98,3 +98,13 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
         load_config_file(str(bad))
     with pytest.raises(RouterayError, match="missing.yaml"):
         load_config_file(str(tmp_path / "missing.yaml"))
+
+
+def test_make_serve_ships_the_fast_shape() -> None:
+    """`routeray serve` without --config: HAProxy, every router scored in the ingress, admission shedding on."""
+    from routeray.config import local_profile
+
+    cfg = local_profile()
+    assert cfg.http_proxy == "haproxy"
+    assert {r.router for r in cfg.routers} == {"mf", "random"}
+    assert all(r.placement == "ingress" and r.admit_wait_s for r in cfg.routers)

@@ -175,3 +175,14 @@ def test_gateway_config_keeps_the_artifact_under_test_when_routers_are_overridde
                                                {"router": "random"}], "http_proxy": "haproxy"})
     assert cfg["routers"] == [{"router": "mf", "placement": "ingress", "artifact": "/art/mf"}, {"router": "random"}]
     assert cfg["http_proxy"] == "haproxy" and cfg["strong"]["base_url"] == "http://127.0.0.1:1/v1"
+
+
+def test_scale_plan_from_cpu_per_answer_and_peak() -> None:
+    import scale_plan
+
+    result = {"machine": {"cpus": 2}, "saturation": {"routeray-default": {"max_throughput_rps": 250.0}},
+              "non_streaming": [{"offered_rps": 100, "targets": {"routeray-default": {"cpu_ms_per_ok": {"target": 6.0}}}}]}
+    p = scale_plan.plan(result, "routeray-default", 1000, 100, 0.6, 0.04)
+    assert p["vcpus_by_cpu"] == 10.0 and p["replicas_by_cpu"] == 5 and p["replicas_by_peak"] == 7
+    # 10 vCPUs at $0.04/h for 3.6M requests an hour
+    assert p["usd_per_million_by_cpu"] == round(10 * 0.04 / 3.6, 4)

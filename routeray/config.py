@@ -78,7 +78,7 @@ class ScorerConfig(_Model):
         "waiting after routing.scorer_timeout_s); keeps an overloaded scorer from running ever later."
     )
     admit_wait_s: float | None = Field(
-        0.25, gt=0, description="Load shedding: a prompt that would wait longer than this to be scored (the prompts "
+        None, gt=0, description="Load shedding (0.25 in `routeray serve`'s profile and deploy/serve_config.yaml): a prompt that would wait longer than this to be scored (the prompts "
         "queued ahead of it times the recent scoring time per prompt) is refused at once with 503 overloaded_error "
         "and Retry-After instead of queued, so past saturation the scorer stays busy, the queue bounded and what is "
         "answered answered in time. None: off (every prompt queues; max_queue_s still sheds the stale ones).")
@@ -311,6 +311,9 @@ class Config(_Model):
         return cfg
 
 
+ADMIT_WAIT_S = 0.25  # the shipped configs' scorer admission limit (docs/serving.md, "Overload")
+
+
 def local_profile() -> Config:
     """The embedded default for ``routeray serve``: MF router on CPU (random if MF has no artifact yet),
     SmolLM2-135M-Instruct on vLLM-CPU as the weak tier, strong from the environment or the same engine.
@@ -319,9 +322,9 @@ def local_profile() -> Config:
     themselves, and the routers scored inside the ingress (MiniLM on ONNX Runtime, batched; no Ray hop per
     request), with the scorers' admission limit shedding what would wait too long. ``http_proxy: serve`` and
     ``placement: deployment`` (the slower shape) stay available through ``--config``."""
-    routers = [ScorerConfig(router="random", placement="ingress")]
+    routers = [ScorerConfig(router="random", placement="ingress", admit_wait_s=ADMIT_WAIT_S)]
     if _has_artifact("mf"):
-        routers.insert(0, ScorerConfig(router="mf", placement="ingress"))
+        routers.insert(0, ScorerConfig(router="mf", placement="ingress", admit_wait_s=ADMIT_WAIT_S))
     else:
         log.warning("no artifact for the mf router yet: serving the random router only")
     return Config(http_proxy="haproxy", routers=routers)

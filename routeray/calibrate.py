@@ -129,9 +129,11 @@ def calibrate_threshold(router: Router, prompts: Sequence[str], strong_fraction:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Handler of ``routeray calibrate``: prints the threshold and how many prompts it sends strong."""
+    """Handler of ``routeray calibrate``: prints the threshold and what it does on the prompts."""
     from routeray.routers.registry import load_router
 
+    if args.models or args.spend_per_1k is not None:
+        return _run_pool(args)
     if not 0.0 <= args.strong_fraction <= 1.0:
         raise RouterayError(f"--strong-fraction must be between 0 and 1, got {args.strong_fraction}")
     prompts = read_prompts(args.prompts)
@@ -143,4 +145,53 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"threshold for {args.router} at {args.strong_fraction:.1%} strong calls: {threshold!r}")
     print(f"{n_strong} of {len(prompts)} prompts ({n_strong / len(prompts):.1%}) score >= {threshold!r} "
           f"and go to the strong model; use model name router-{args.router}-{threshold!r}")
+    return 0
+
+
+def _run_pool(args: argparse.Namespace) -> int:
+    """``--models``: thresholds for a pool (share of calls past the cheapest model, or a spend per 1,000)."""
+    from routeray.routers.pool import (
+        as_pool_scorer,
+        call_costs,
+        choose,
+        parse_aliases,
+        pool_score,
+        read_prices,
+        threshold_for_spend,
+    )
+    from routeray.routers.registry import load_router
+
+    if not args.models or len(args.models) < 2:
+        raise RouterayError("a pool needs --models with two models or more")
+    prices = read_prices(args.prices) if args.prices else None
+    if args.spend_per_1k is not None and prices is None:
+        raise RouterayError("--spend-per-1k needs --prices (US$ per million input and output tokens per model)")
+    prompts = read_prompts(args.prompts)
+    aliases = parse_aliases(args.model_alias)
+    router = as_pool_scorer(load_router(args.router, args.artifacts, **({"model_aliases": aliases} if aliases else {})),
+                         args.router)
+    quality = np.concatenate([router.model_quality(prompts[i:i + SCORE_BATCH], args.models)
+                              for i in range(0, len(prompts), SCORE_BATCH)])
+    if prices is not None:
+        lacking = [m for m in args.models if m not in prices]
+        if lacking:
+            raise RouterayError(f"--prices has no price for {', '.join(lacking)}")
+        costs = call_costs([len(p) for p in prompts], [prices[m] for m in args.models], args.output_tokens)
+    else:  # only the order matters for a share of calls: without prices, the pool is listed cheapest first
+        costs = np.tile(np.arange(len(args.models), dtype=np.float64), (len(prompts), 1))
+    price = costs.mean(axis=0)
+    if args.spend_per_1k is not None:
+        threshold, spent = threshold_for_spend(quality, costs, args.spend_per_1k)
+        print(f"threshold for {args.router} at US$ {args.spend_per_1k:g} per 1,000 prompts: {threshold!r} "
+              f"(spends US$ {spent:.4g} per 1,000 of these prompts"
+              + (", the least any threshold spends)" if spent > args.spend_per_1k else ")"))
+    else:
+        if not 0.0 <= args.strong_fraction <= 1.0:
+            raise RouterayError(f"--strong-fraction must be between 0 and 1, got {args.strong_fraction}")
+        threshold = threshold_for_fraction(pool_score(quality, price), args.strong_fraction)
+        print(f"threshold for {args.router} at {args.strong_fraction:.1%} of calls past the cheapest model: "
+              f"{threshold!r}")
+    picked = np.bincount(choose(quality, price, threshold), minlength=len(args.models))
+    shares = ", ".join(f"{m} {n / len(prompts):.1%}" for m, n in zip(args.models, picked, strict=True) if n)
+    print(f"on {len(prompts)} prompts: {shares}; use model name router-{args.router}-{threshold!r}")
     return 0

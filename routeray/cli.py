@@ -50,16 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompts", type=int, default=None,
                    help="train on at most this many prompts (quick runs and tests)")
 
-    p = sub.add_parser("calibrate", help="threshold that sends a given share of prompts to the strong model")
+    p = sub.add_parser("calibrate", help="threshold for a share of strong calls, or for a spend per 1,000 prompts")
     p.add_argument("--router", required=True, help="router name")
-    p.add_argument("--strong-fraction", type=float, required=True, help="target share of strong calls, 0..1")
+    goal = p.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--strong-fraction", type=float, help="target share of strong calls, 0..1 (with a pool: of "
+                      "calls to models other than the cheapest)")
+    goal.add_argument("--spend-per-1k", type=float, help="target US$ per 1,000 prompts (needs --models and --prices)")
     p.add_argument("--prompts", required=True, help="prompts file: JSONL, CSV, or one prompt per line")
     p.add_argument("--artifacts", default=None, help="artifact directory (default: the router's default)")
+    p.add_argument("--models", nargs="+", default=None, help="a model pool to route among (routers that predict "
+                   "each model's quality: mf, bert)")
+    p.add_argument("--prices", default=None, help="JSON/YAML {model: [in, out]} US$ per million tokens")
+    p.add_argument("--model-alias", action="append", default=[], metavar="MODEL=TRAINED",
+                   help="score MODEL as the router's trained model TRAINED (repeatable)")
+    p.add_argument("--output-tokens", type=float, default=256.0, help="tokens assumed per answer (spend)")
 
     p = sub.add_parser("eval", help="evaluate routers on a benchmark in RouteLLM's layout")
-    p.add_argument("--benchmark", required=True, choices=[*BENCHMARKS, "golden"],
-                   help="golden: --data-dir is a golden-label CSV (RouterBench, RouteLLM eval) or data folder")
-    p.add_argument("--data-dir", required=True, help="folder in RouteLLM's routellm/evals layout")
+    p.add_argument("--benchmark", required=True, choices=[*BENCHMARKS, "golden", "pool"],
+                   help="golden: --data-dir is a golden-label CSV (RouterBench, RouteLLM eval) or data folder; "
+                        "pool: route among N models, --data-dir is one or more RouterBench CSVs, RouterDC "
+                        "JSONs, MMLU-Pro files or data folders (docs/evaluation.md)")
+    p.add_argument("--data-dir", required=True, nargs="+",
+                   help="folder in RouteLLM's routellm/evals layout (pool: one or more files or folders)")
     p.add_argument("--routers", nargs="+", required=True,
                    help=f"router names (random is always added): {', '.join(available_routers())}")
     p.add_argument("--output", required=True, help="output folder for <benchmark>.json and .png")
@@ -73,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weak-price", type=float, nargs=2, metavar=("IN", "OUT"), default=None,
                    help="weak model price, US$ per million input and output tokens")
     p.add_argument("--no-cache", action="store_true", help="recompute router scores")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="pool: the models to route among (default: every model in the data)")
+    p.add_argument("--model-alias", action="append", default=[], metavar="MODEL=TRAINED",
+                   help="pool: score MODEL as the router's trained model TRAINED (repeatable)")
+    p.add_argument("--prices", default=None,
+                   help="pool: JSON/YAML {model: [in, out]} US$ per million tokens (default: recorded costs)")
+    p.add_argument("--rule", choices=["cost", "threshold"], default="cost",
+                   help="pool: decision rule (routeray.routers.pool)")
+    p.add_argument("--name", default="pool", help="pool: output name, <output>/<name>.json and .png")
 
     p = sub.add_parser("serve", help="run the routing gateway on Ray Serve")
     p.add_argument("--config", default=None,

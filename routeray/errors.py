@@ -31,3 +31,10 @@ class UnknownRouterError(RouterayError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class UnknownModelError(RouterayError, KeyError):
+    """A model a router was not trained on and that no alias maps to a model it knows."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

@@ -68,6 +68,35 @@ def parse_correct(cell: str, path: Path, row: int, column: str) -> float | None:
     return value
 
 
+def read_routerbench_costs(path: str | Path) -> dict[str, dict[str, float]]:
+    """The recorded US$ cost of each call, ``{prompt_id: {model: cost}}`` (ids and canonical model names as
+    :func:`read_routerbench_csv` gives them; empty cells left out)."""
+    path = Path(path)
+    header, rows = open_csv(path, ["prompt"])
+    columns = {c: canonical_model(c.split("|", 1)[0]) for c in header if c.endswith("|total_cost")}
+    if not columns:
+        raise DataError("no `<model>|total_cost` columns", path, 0)
+    out: dict[str, dict[str, float]] = {}
+    for row, rec in rows:
+        prompt = clean_text(strip_few_shot(parse_prompt(rec["prompt"] or "", path, row)))
+        costs: dict[str, float] = {}
+        for col, model in columns.items():
+            cell = (rec[col] or "").strip()
+            if cell:
+                try:
+                    costs[model] = float(cell)
+                except ValueError:
+                    raise DataError(f"cost {cell!r} in column {col!r} is not a number", path, row) from None
+        out[_prompt_id(path, rec, prompt)] = costs
+    return out
+
+
+def _prompt_id(path: Path, rec: dict[str, str], prompt: str) -> str:
+    # the id names the file (``arc_challenge_test:<sample_id>``) so the RouterBench test files can still be
+    # told apart from the train files after loading: both share one ``source``.
+    return f"{path.stem}:{rec.get('sample_id') or prompt_hash(prompt)}"
+
+
 def read_routerbench_csv(path: str | Path, source: str | None = None) -> PreferenceData:
     """Golden labels from one RouterBench CSV; ``source`` defaults to ``routerbench/<subset>`` where
     the subset is the file name without ``_train``/``_test``."""
@@ -84,9 +113,7 @@ def read_routerbench_csv(path: str | Path, source: str | None = None) -> Prefere
         prompt = clean_text(strip_few_shot(parse_prompt(rec["prompt"] or "", path, row)))
         if len(prompt) < MIN_PROMPT_CHARS:
             continue
-        # prompt_id names the file (``arc_challenge_test:<sample_id>``) so the RouterBench test files can
-        # still be told apart from the train files after loading: both share one ``source``.
-        pid = f"{path.stem}:{rec.get('sample_id') or prompt_hash(prompt)}"
+        pid = _prompt_id(path, rec, prompt)
         for col in models:
             score = parse_correct(rec[col] or "", path, row, col)
             if score is None:

@@ -69,25 +69,37 @@ def score_prompts(router: Router, prompts: Sequence[str], label: str = "", batch
     """Score ``prompts`` in batches with a progress bar, checking the Router contract on the way. With the
     prompts' ``embeddings`` (in the router's own embedder's space), a router that scores embeddings
     (``score_embeddings``: mf, sw_ranking) scores those instead of embedding the prompts again."""
-    from tqdm.auto import tqdm
-
     name = label or getattr(router, "name", type(router).__name__)
     from_embeddings = getattr(router, "score_embeddings", None) if embeddings is not None else None
-    out = np.empty(len(prompts), dtype=np.float64)
+
+    def score(start: int, chunk: list[str]) -> np.ndarray:
+        if from_embeddings is not None:
+            return np.asarray(from_embeddings(embeddings[start:start + len(chunk)])).reshape(-1)  # type: ignore[index]
+        return np.asarray(router.score(chunk)).reshape(-1)
+
+    return in_batches(score, prompts, name, batch_size=batch_size, progress=progress)
+
+
+def in_batches(fn: Callable[[int, list[str]], np.ndarray], prompts: Sequence[str], name: str,
+               width: int | None = None, batch_size: int = DEFAULT_BATCH, progress: bool = True) -> np.ndarray:
+    """``fn(start, chunk)`` over ``prompts`` in batches with a progress bar: ``(n,)`` scores, or ``(n, width)``
+    when given, every value checked to be in [0, 1]."""
+    from tqdm.auto import tqdm
+
+    shape: tuple[int, ...] = (len(prompts),) if width is None else (len(prompts), width)
+    out = np.empty(shape, dtype=np.float64)
     with tqdm(total=len(prompts), desc=f"scoring {name}", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
-            raw = (from_embeddings(embeddings[start:start + batch_size]) if from_embeddings is not None  # type: ignore[index]
-                   else router.score(chunk))
-            got = np.asarray(raw, dtype=np.float64).reshape(-1)
-            if got.shape != (len(chunk),):
-                raise RouterayError(f"router {name!r} returned {got.size} scores for {len(chunk)} prompts")
+            got = np.asarray(fn(start, chunk), dtype=np.float64)
+            if got.shape != (len(chunk), *shape[1:]):
+                raise RouterayError(f"router {name!r} returned shape {got.shape} for {len(chunk)} prompts")
             out[start:start + len(chunk)] = got
             bar.update(len(chunk))
     bad = ~np.isfinite(out) | (out < 0) | (out > 1)
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise RouterayError(f"router {name!r} returned score {out[i]!r} for prompt {i}; scores must be in [0, 1]")
+        i = tuple(int(v) for v in np.argwhere(bad)[0])
+        raise RouterayError(f"router {name!r} returned {out[i]!r} for prompt {i[0]}; scores must be in [0, 1]")
     return out
 
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from routeray.errors import ArtifactError
+from routeray.errors import ArtifactError, RouterayError
 from routeray.evaluate.benchmarks import load_benchmark, load_golden
 from routeray.evaluate.cache import ScoreCache
 from routeray.evaluate.cost import Prices
@@ -18,11 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def load_routers(names: list[str], artifacts: str | None, strong_model: str | None = None,
-                 weak_model: str | None = None) -> dict[str, Router]:
+                 weak_model: str | None = None, model_aliases: dict[str, str] | None = None) -> dict[str, Router]:
     """Load each named router (``random`` is the baseline and added by the evaluation itself) for the
     evaluated pair (passed as the ``strong_model``/``weak_model`` overrides routers accept).
 
-    With ``artifacts``, router ``<name>`` comes from ``<artifacts>/<name>``; without, from its default."""
+    With ``artifacts``, router ``<name>`` comes from ``<artifacts>/<name>``; without, from its default.
+    ``model_aliases`` (pool model -> trained model) go to every router that takes them."""
     from routeray.routers.registry import get_router_class, load_router
 
     routers: dict[str, Router] = {}
@@ -37,27 +38,48 @@ def load_routers(names: list[str], artifacts: str | None, strong_model: str | No
                                     f"(expected one artifact folder per router)")
         log.info("loading router %s from %s", name, artifact or "its default artifact")
         pair = {k: v for k, v in (("strong_model", strong_model), ("weak_model", weak_model)) if v}
-        routers[name] = load_router(name, artifact, **pair)
+        extra = {"model_aliases": model_aliases} if model_aliases else {}
+        routers[name] = load_router(name, artifact, **pair, **extra)
     return routers
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the routers on the benchmark and write ``<output>/<benchmark>.json`` and ``.png``."""
+    if args.benchmark == "pool":
+        return run_pool(args)
+    if len(args.data_dir) != 1:
+        raise RouterayError(f"--benchmark {args.benchmark} reads one --data-dir, got {len(args.data_dir)}")
+    data_dir = args.data_dir[0]
     strong, weak = args.strong_model, args.weak_model
     if args.benchmark == "golden":
-        bench = load_golden(args.data_dir, strong, weak)
+        bench = load_golden(data_dir, strong, weak)
     else:
-        bench = load_benchmark(args.benchmark, args.data_dir, strong, weak)
+        bench = load_benchmark(args.benchmark, data_dir, strong, weak)
     prices = None
     if args.strong_price or args.weak_price:
         if not (args.strong_price and args.weak_price):
-            from routeray.errors import RouterayError
-
             raise RouterayError("give both --strong-price IN OUT and --weak-price IN OUT")
         prices = Prices(*args.strong_price, *args.weak_price)
     routers = load_routers(args.routers, args.artifacts, strong, weak)
     result = evaluate_benchmark(bench, routers, output=args.output, num_random_seeds=args.num_random_seeds,
                                 prices=prices, cache=None if args.no_cache else ScoreCache())
     sys.stdout.write(summary_table(result) + "\n")
+    sys.stdout.write(f"wrote {Path(args.output) / (bench.name + '.json')} and .png\n")
+    return 0
+
+
+def run_pool(args: argparse.Namespace) -> int:
+    """``--benchmark pool``: the N-way cost-quality curves, ``<output>/<name>.json`` and ``.png``."""
+    from routeray.evaluate.pool import evaluate_pool, pool_summary
+    from routeray.evaluate.pool_data import load_pool
+    from routeray.routers.pool import parse_aliases, read_prices
+
+    prices = read_prices(args.prices) if args.prices else None
+    bench = load_pool(args.data_dir, args.models, prices, name=args.name)
+    aliases = parse_aliases(args.model_alias)
+    routers = load_routers(args.routers, args.artifacts, model_aliases=aliases)
+    result = evaluate_pool(bench, routers, output=args.output, rule=args.rule,
+                           cache=None if args.no_cache else ScoreCache())
+    sys.stdout.write(pool_summary(result) + "\n")
     sys.stdout.write(f"wrote {Path(args.output) / (bench.name + '.json')} and .png\n")
     return 0

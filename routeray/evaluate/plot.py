@@ -56,3 +56,52 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
         plt.close(fig)
     log.info("plot written to %s", path)
     return path
+
+
+def plot_pool(result: dict[str, Any], path: str | Path) -> Path:
+    """Draw a pool evaluation (``routeray eval --benchmark pool``): quality against US$ per 1,000 prompts
+    for every single model, each N-way router, its best two-model router, random mixing and the oracle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def draw(ax: Any, r: dict[str, Any], label: str, **style: Any) -> None:
+        pts = r["curve"]
+        xs, ys = [p["usd_per_1k"] for p in pts], [p["quality"] for p in pts]
+        # the frontier is a staircase between operating points joined by mixing: draw the joined line
+        ax.plot(xs, ys, label=f"{label} (area {r['area']:.3f})" if r.get("area") is not None else label,
+                linewidth=1.6, **style)
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(12.5, 6), dpi=110)
+    try:
+        best = result["single_models"][result["best_model"]]
+        draw(ax, result["random_mix"], "random mix of single models", color="grey", linestyle=":")
+        draw(ax, result["oracle"], "oracle (answer key, same rule)", color="black", linestyle="--")
+        for name, r in result["routers"].items():
+            draw(ax, r, f"{name}, N-way")
+            pair = r["two_model"]
+            draw(ax, pair, f"{name}, best pair ({' | '.join(pair['pair'])})", linestyle="-.")
+        for model, v in result["single_models"].items():
+            ax.scatter([v["usd_per_1k"]], [v["quality"]], s=18, color="tab:gray", zorder=3)
+            ax.annotate(model.rsplit("/", 1)[-1], (v["usd_per_1k"], v["quality"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0.95 * best["quality"], color="tab:red", linewidth=0.8, linestyle="--",
+                   label=f"95 % of {result['best_model']}")
+        ax.axvline(0.5 * best["usd_per_1k"], color="tab:red", linewidth=0.8, linestyle=":",
+                   label="50 % of its cost")
+        ax.set_xscale("log")
+        ax.set_xlabel("US$ per 1,000 prompts (log scale)")
+        ax.set_ylabel(f"Quality ({result.get('quality_unit', 'score')})")
+        ax.set_title(f"{result['benchmark']}: routing among {len(result['models'])} models "
+                     f"({result['n_prompts']} prompts, rule {result['rule']})")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the model labels stay readable
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    log.info("plot written to %s", path)
+    return path

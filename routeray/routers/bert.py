@@ -25,6 +25,7 @@ from routeray.encoders.base import length_sorted_batches, pick_device
 from routeray.errors import ArtifactError, RouterayError
 from routeray.paths import sha256_file
 from routeray.routers.base import Router
+from routeray.routers.pool import PoolScoring
 
 log = logging.getLogger(__name__)
 
@@ -178,15 +179,20 @@ class ThreeClassRouter(Router):
         return f"{self.name}-{self.artifact.fingerprint}"
 
 
-class BertRouter(ThreeClassRouter):
-    """Scores prompts with a fine-tuned encoder; the model loads in :meth:`load`, not at import."""
+class BertRouter(PoolScoring, ThreeClassRouter):
+    """Scores prompts with a fine-tuned encoder; the model loads in :meth:`load`, not at import. With a
+    ``per_model`` head it also predicts every pool model's correctness (:meth:`model_quality`)."""
 
     name: ClassVar[str] = "bert"
 
     def __init__(self, artifact: Artifact, model: Any, tokenizer: Any, device: str, batch_size: int = 32,
-                 head_pair: tuple[int, int] | None = None):
+                 head_pair: tuple[int, int] | None = None, model_aliases: dict[str, str] | None = None):
         """``head_pair``: the strong and weak outputs of a ``per_model`` head; None for a 3-class head."""
+        from routeray.routers.mf import ModelResolver
+
         super().__init__(artifact)
+        models = list(artifact.config.get("models") or []) if head_pair is not None else []
+        self.resolver = ModelResolver(models, {**artifact.config.get("model_aliases", {}), **(model_aliases or {})})
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -224,7 +230,19 @@ class BertRouter(ThreeClassRouter):
             raise ArtifactError(f"{model_dir} has {model.config.num_labels} outputs, its config.json says "
                                 f"{expected}; retrain the router")
         model.to(device).eval()
-        return cls(artifact, model, tokenizer, device, overrides.get("batch_size", 32), head_pair)
+        return cls(artifact, model, tokenizer, device, overrides.get("batch_size", 32), head_pair,
+                   overrides.get("model_aliases"))
+
+    def pool_error(self) -> str | None:
+        if self.head_pair is None:
+            return (f"{self.artifact.path} has the 3-class (pair) head; retrain with `--set head=per_model` "
+                    "to predict each model's correctness")
+        return None
+
+    def _quality(self, prompts: list[str], columns: list[int]) -> np.ndarray:
+        with self._lock:
+            return predict_correctness(self.model, self.tokenizer, prompts, columns, max_length=self.max_length,
+                                       batch_size=self.batch_size, device=self.device)
 
     def _predict(self, prompts: list[str]) -> np.ndarray:
         if self.head_pair is None:

@@ -29,6 +29,7 @@ from routeray.encoders.base import Embedder
 from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError
 from routeray.routers.base import Router
+from routeray.routers.pool import PoolScoring
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,19 @@ class ModelResolver:
         self._lower = {m.lower(): m for m in self.known}
         self.aliases = {str(k): str(v) for k, v in (aliases or {}).items()}
 
-    def resolve(self, name: str, fallback: str) -> str:
+    def find(self, name: str) -> str | None:
+        """The known model ``name`` maps to (itself, canonical spelling, alias, case-insensitive), or None."""
         for candidate in self._candidates(name):
             if candidate in self._pos:
                 return candidate
             if candidate.lower() in self._lower:
                 return self._lower[candidate.lower()]
+        return None
+
+    def resolve(self, name: str, fallback: str) -> str:
+        found = self.find(name)
+        if found is not None:
+            return found
         log.warning("model %r is unknown to this router and has no alias; treating it as %r", name, fallback)
         return fallback
 
@@ -112,8 +120,17 @@ def route_scores(emb: np.ndarray, scorer: tuple[np.ndarray, np.ndarray, str]) ->
     return 1.0 / (1.0 + np.exp(-np.clip(z[:, 0] - z[:, 1], -50, 50)))
 
 
-class MFRouter(Router):
-    """Scores prompts with a trained matrix-factorisation model for one (strong, weak) pair."""
+def quality_scorer(tensors: Mapping[str, np.ndarray], columns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(U, C)``: ``σ(emb @ U + C)`` is each listed model's P(correct), ``(n, len(columns))``."""
+    t = {k: np.asarray(tensors[k], dtype=np.float64) for k in ("proj_weight", "proj_bias", "model_emb", "classifier")}
+    cols = list(columns)
+    u, c = mf_linear(t["proj_weight"], t["proj_bias"], t["model_emb"][cols], t["classifier"])
+    return u, c + np.asarray(tensors["model_bias"], dtype=np.float64)[cols]
+
+
+class MFRouter(PoolScoring, Router):
+    """Scores prompts with a trained matrix-factorisation model for one (strong, weak) pair, or the
+    predicted correctness of every model of a pool (:meth:`model_quality`)."""
 
     name: ClassVar[str] = "mf"
 
@@ -158,6 +175,18 @@ class MFRouter(Router):
         if len(prompts) == 0:
             return np.zeros(0, dtype=np.float64)
         return self.score_embeddings(self.embedder.embed(list(prompts)))
+
+    def quality_embeddings(self, emb: np.ndarray, models: Sequence[str]) -> np.ndarray:
+        """Each pool model's P(correct) from precomputed prompt embeddings ``(n, D)``."""
+        return self._quality_of(emb, self.model_columns(models))
+
+    def _quality(self, prompts: list[str], columns: list[int]) -> np.ndarray:
+        return self._quality_of(self.embedder.embed(prompts), columns)
+
+    def _quality_of(self, emb: np.ndarray, columns: list[int]) -> np.ndarray:
+        u, c = quality_scorer(self.artifact.tensors, columns)
+        z = np.asarray(emb, dtype=np.float64) @ u + c
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
     def training_embeddings(self) -> np.ndarray | None:
         """Unit embeddings of the training prompts (kept int8-quantised in the artifact), for decontamination."""

@@ -101,3 +101,41 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     good.write_text("some prompt text\n")
     assert main(["calibrate", "--router", "random", "--strong-fraction", "2", "--prompts", str(good)]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_pool_thresholds_for_a_spend_and_for_a_share(shared_data, tmp_path, capsys):
+    from routeray.evaluate.pool_data import load_pool
+    from routeray.routers.pool import call_costs, choose, pool_score, threshold_for_spend
+    from tests.unit.evaluate.test_pool import AnswerKeyRouter
+
+    pool = ["mistralai/mistral-7b-chat", "zero-one-ai/Yi-34B-Chat", "gpt-4-1106-preview"]
+    bench = load_pool([shared_data / "golden" / "routerbench" / "mbpp_test.csv"], models=pool)
+    AnswerKeyRouter.key = {p: dict(zip(bench.models, row.tolist(), strict=True))
+                           for p, row in zip(bench.prompts, bench.quality, strict=True)}
+    AnswerKeyRouter.sign = 1.0
+    prices = {"mistralai/mistral-7b-chat": (0.2, 0.2), "zero-one-ai/Yi-34B-Chat": (0.8, 0.8),
+              "gpt-4-1106-preview": (10.0, 30.0)}
+    costs = call_costs([len(p) for p in bench.prompts], [prices[m] for m in bench.models], 256)
+    q = AnswerKeyRouter().model_quality(bench.prompts, bench.models)
+    all_cheapest, all_best = 1000 * costs.min(axis=1).mean(), 1000 * costs.max(axis=1).mean()
+    target = all_cheapest + 0.3 * (all_best - all_cheapest)
+    t, spent = threshold_for_spend(q, costs, target)
+    assert spent <= target and 0 < t < 1
+    rows, price = np.arange(len(q)), costs.mean(axis=0)
+    assert 1000 * costs[rows, choose(q, price, t - 1e-6)].mean() > target  # a hair lower spends too much
+    assert threshold_for_spend(q, costs, 0.0) == (1.0, pytest.approx(1000 * costs[rows, choose(q, price, 1.0)].mean()))
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in bench.prompts))
+    price_file = tmp_path / "prices.json"
+    price_file.write_text(json.dumps({m: list(v) for m, v in prices.items()}))
+    args = ["calibrate", "--router", "test_answer_key", "--prompts", str(prompts), "--models", *pool]
+    assert main([*args, "--prices", str(price_file), "--spend-per-1k", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert f"{t!r}" in out and "use model name router-test_answer_key-" in out
+    assert main([*args, "--strong-fraction", "0.25"]) == 0  # share of calls past the cheapest model
+    t25 = float(capsys.readouterr().out.split(": ")[1].split()[0])
+    s = pool_score(q, np.arange(3.0))  # 0/1 labels tie a lot: at least 25 %, fewer a hair higher
+    assert (s >= t25).mean() >= 0.25 > (s >= np.nextafter(t25, 2)).mean()
+    assert main([*args, "--spend-per-1k", "1"]) == 2
+    assert "--spend-per-1k needs --prices" in capsys.readouterr().err

@@ -270,3 +270,20 @@ def test_unknown_head_is_refused(tiny_bert_base: Path, tiny_slice: PreferenceDat
 
     with pytest.raises(RouterayError, match="head='pairwise'"):
         train(tiny_slice, tmp_path, progress=False, config={"base_model": str(tiny_bert_base), "head": "pairwise"})
+
+
+def test_per_model_head_scores_a_pool_and_the_pair_head_says_it_cannot(tiny_artifact: Path,
+                                                                     three_class_artifact: Path) -> None:
+    from routeray.errors import UnknownModelError
+    from routeray.routers.pool import supports_pool
+
+    router = routeray.load_router("bert", str(tiny_artifact), device="cpu", model_aliases={"big": STRONG})
+    q = router.model_quality(PROMPTS, [WEAK, "big"])
+    assert q.shape == (len(PROMPTS), 2) and ((q > 0) & (q < 1)).all()
+    assert np.allclose(router.score(PROMPTS), (1 + q[:, 1] - q[:, 0]) / 2)  # the pair score, from the pool
+    with pytest.raises(UnknownModelError, match=f"known: {STRONG}|known: {WEAK}"):
+        router.model_quality(PROMPTS, ["gpt-9"])
+    pair = routeray.load_router("bert", str(three_class_artifact), device="cpu")
+    assert supports_pool(router) and not supports_pool(pair)
+    with pytest.raises(RouterayError, match="3-class.*head=per_model"):
+        pair.model_quality(PROMPTS, [STRONG, WEAK])

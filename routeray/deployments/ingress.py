@@ -27,6 +27,7 @@ from routeray.gateway.http import chat_request_openapi, create_api, error_respon
 from routeray.gateway.overload import LoadShedder
 from routeray.gateway.protocol import APIError
 from routeray.gateway.readiness import TierReadiness
+from routeray.gateway.request_id import install_log_request_ids
 from routeray.gateway.scorers import LocalScorers
 from routeray.gateway.service import NOT_READY_RETRY_S, RoutingService, Score
 from routeray.metrics import GatewayMetrics
@@ -49,6 +50,7 @@ class Gateway:
     """The ingress replica: owns the routing service, its backend clients and the metrics registry."""
 
     def __init__(self, config: dict[str, Any], scorers: dict[str, Any]):
+        install_log_request_ids()  # this replica's routeray log lines name the request they serve
         self.cfg = Config.model_validate(config)
         # Routers scored in their own deployment: concurrent prompts go out as one Ray call per batch (each
         # call costs milliseconds of CPU on both sides; per prompt, that capped the gateway near 100 req/s).

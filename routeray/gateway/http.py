@@ -1,5 +1,5 @@
-"""HTTP glue shared by every server of the gateway (FastAPI, no Ray): the app and its error handlers, the
-chat request reader (size limit, JSON, schema) and the OpenAPI description of the chat body."""
+"""HTTP glue shared by every server of the gateway (FastAPI, no Ray): the app with its error handlers and
+request ids, the chat request reader (size limit, JSON, schema) and the OpenAPI description of the chat body."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from routeray.gateway.protocol import APIError, ChatCompletionRequest
+from routeray.gateway.request_id import RequestIdMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def create_api() -> FastAPI:
     """The gateway's FastAPI app with its error handlers: every error leaves in OpenAI's shape, with the
     status code chosen in one place (:data:`routeray.gateway.protocol.STATUS_BY_TYPE`)."""
     api = FastAPI(title="routeray", description="OpenAI-compatible LLM routing gateway")
+    api.add_middleware(RequestIdMiddleware)  # type: ignore[arg-type]
 
     @api.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:

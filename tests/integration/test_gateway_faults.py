@@ -238,3 +238,34 @@ def test_scorer_batching_arrives_through_user_config(env: Env) -> None:
     knobs = handle.batching.remote().result()
     assert (knobs["max_batch_size"], knobs["batch_wait_timeout_s"]) == (32, 0.01)
     assert env.client.chat.completions.create(model="router-random-1", messages=MSG).model == "fake-weak"
+
+
+def test_every_answer_carries_a_request_id_that_the_gateway_logs(env: Env) -> None:
+    """The client's x-request-id comes back on the answer (one header), a made one when it sent none, and
+    the gateway's log line about that request (a fallback, here) names it."""
+    import glob
+    import uuid
+
+    env.strong.mode = "fail"
+    rid = f"it-{uuid.uuid4().hex[:12]}"
+    r = httpx.post(f"{env.url}/v1/chat/completions", headers={"x-request-id": rid},
+                   json={"model": "router-random-0", "messages": MSG})
+    assert r.status_code == 200 and r.headers.get_list("x-request-id") == [rid]
+    made = httpx.post(f"{env.url}/v1/chat/completions", json={"model": "nope", "messages": MSG})
+    assert made.status_code == 400 and len(made.headers.get_list("x-request-id")) == 1
+    deadline = time.monotonic() + 30  # replicas' log files are flushed asynchronously
+    while time.monotonic() < deadline:
+        lines = [line for f in glob.glob("/tmp/ray/session_latest/logs/**/*", recursive=True)
+                 if f.endswith((".log", ".err", ".out")) for line in _lines(f) if rid in line]
+        if any("strong backend" in line for line in lines):
+            return
+        time.sleep(1)
+    raise AssertionError(f"no gateway log line names request {rid}: {lines[:3]}")
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readlines()
+    except OSError:
+        return []

@@ -1,16 +1,16 @@
-"""Prompt encoders for the routers, speed against quality: MiniLM, MiniLM with dynamic int8, the static table.
+"""Prompt encoders for the routers, speed against quality: MiniLM and the static table (an int8 MiniLM was
+measured here too and retired: see bench/encoders.md).
 
 Speed: prompts/s of ``Embedder.embed`` at batch 1/8/32/128 on training prompts sampled from every source
 (2 torch threads). The encoders take turns within each round and each cell keeps its best of ``--rounds``
 rounds, so they are compared under the same load on a shared machine.
-Fidelity to MiniLM on 2,000 such prompts: the cosine between int8 and float MiniLM vectors, and for the
-static table (another vector space) the rank correlation of pairwise cosines and the overlap of the ten
+Fidelity to MiniLM on 2,000 such prompts: for the static table (another vector space) the rank correlation of pairwise cosines and the overlap of the ten
 nearest neighbours.
 Quality (``--work DIR``, with ``--run-quality`` to produce what is missing): the mf router trained with
-each encoder by the project's trainer, the same recipe for all three, evaluated on
+each encoder by the project's trainer, the same recipe for all, evaluated on
 
 * ``eval_sample`` (mmlu, gsm8k, mt-bench; trained on all of ../shared/data with the trainer's defaults),
-  the three routers in one call of ``routeray eval``'s function (``evaluate_benchmark``), so all are judged on
+  the routers in one call of ``routeray eval``'s function (``evaluate_benchmark``), so all are judged on
   the same prompts (those no router's training data contaminates, each in its own vector space), and
 * held-out sources with ``bench/quality.py`` (arena_bench, routerbench, mmlu_pro; mf defaults, no grid, no
   inner selection folds, as in bench/results/quality_loso_after.json).
@@ -45,7 +45,6 @@ from routeray.encoders.registry import DEFAULT_SPEC, make_embedder  # noqa: E402
 
 ENCODERS: dict[str, dict[str, Any]] = {
     "minilm": dict(DEFAULT_SPEC),
-    "minilm_int8": {**DEFAULT_SPEC, "quantize": "dynamic-int8"},
     "static": {"kind": "static", "model": "minilm-static-256"},
 }
 BENCHMARKS = ["mmlu", "gsm8k", "mt-bench"]

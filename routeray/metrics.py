@@ -1,9 +1,9 @@
 """Every Prometheus metric of the gateway, declared once: names, help, fixed buckets, fixed tag keys.
 
-The metrics live in the ingress replica's own registry (``REGISTRY``) and are served in Prometheus' text
-format at ``GET /metrics`` on the gateway (``http://127.0.0.1:8000/metrics`` locally). Scorer replicas
-report their batch size and scoring time back with each score, so everything is recorded here, in one
-process. With several ingress replicas each one holds its own counts; Prometheus sums them when it scrapes
+The metrics live in the ingress replica's own registry (one :class:`GatewayMetrics` per replica) and are
+served in Prometheus' text format at ``GET /metrics`` on the gateway (``http://127.0.0.1:8000/metrics``
+locally). Scoring time and batch sizes are measured in the ingress too (a scorer deployment answers a call
+carrying many prompts with their scores only), so everything is recorded here, in one process. With several ingress replicas each one holds its own counts; Prometheus sums them when it scrapes
 every replica (k8s: scrape the pods), and a scrape through Serve's proxy reaches one replica.
 
 Names are a contract (dashboards and alerts use them): change them only with ``k8s/``.
@@ -35,10 +35,13 @@ class GatewayMetrics:
             f"{PREFIX}routing_decisions", "Routing decisions by router and chosen tier.",
             ["router", "tier"], registry=r)
         self.scoring_latency = Histogram(
-            f"{PREFIX}scoring_latency_seconds", "Time the router spent scoring the batch holding a request.",
+            f"{PREFIX}scoring_latency_seconds", "Time scoring the batch that held a request: the router's own batch "
+            "when it is scored in the ingress, else the ingress's call to its scorer deployment (queueing there "
+            "included).",
             ["router"], buckets=FAST_BUCKETS, registry=r)
         self.scorer_batch_size = Histogram(
-            f"{PREFIX}scorer_batch_size", "Prompts in the scorer batch that scored a request.",
+            f"{PREFIX}scorer_batch_size", "Prompts scored together with a request: the router's batch when it is "
+            "scored in the ingress, else the prompts in the ingress's call to its scorer deployment.",
             ["router"], buckets=BATCH_BUCKETS, registry=r)
         self.routing_overhead = Histogram(
             f"{PREFIX}routing_overhead_seconds",

@@ -59,10 +59,12 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
          "description": "Gateway time before the backend call starts: parsing, queueing, scoring, deciding.",
          "queries": _quantiles("routeray_routing_overhead_seconds", "router", R)},
         {"title": "Scoring latency p50 / p99", "unit": "s", "routing": True,
-         "description": "Time the router spent scoring the batch that held a request.",
+         "description": "Time scoring the batch that held a request (with a scorer deployment: the "
+                        "ingress's call to it, queueing included).",
          "queries": _quantiles("routeray_scoring_latency_seconds", "router", R)},
         {"title": "Scorer batch size", "unit": "none", "routing": True,
-         "description": "Prompts per scorer batch: mean, and the p90 of the batch each request rode in.",
+         "description": "Prompts scored together with a request (with a scorer deployment: per call from "
+                        "the ingress): mean, and the p90 of the batch each request rode in.",
          "queries": [
              _q(f"sum by (router) (rate(routeray_scorer_batch_size_sum{{{R}}}{RATE})) / "
                 f"sum by (router) (rate(routeray_scorer_batch_size_count{{{R}}}{RATE}))", "{{router}} mean"),

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import random
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,15 @@ from routeray.errors import DataError, RouterayError
 log = logging.getLogger(__name__)
 
 BALANCE_MODES = ("none", "prompt", "equal")
+
+# What the embedding routers' trainers start from: the pair, the encoder (None: the local MiniLM) and names
+# of models the data lacks, mapped to ones it has.
+PAIR_DEFAULTS: dict[str, Any] = {
+    "strong_model": DEFAULT_STRONG,
+    "weak_model": DEFAULT_WEAK,
+    "embedder": None,
+    "model_aliases": {"gpt-4o": "gpt-4o-2024-05-13", "gpt-4": "gpt-4-0314", "gpt-3.5": "gpt-3.5-turbo-1106"},
+}
 
 # score_fn(prompts, strong_model, weak_model) -> P(strong wins) per prompt
 ScoreFn = Callable[[Sequence[str], str, str], np.ndarray]
@@ -307,6 +317,88 @@ def fold_summary(per_fold: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     per = {name: v for name, r in per_fold.items() for v in r["per_source"].values()}
     mean = float(np.mean([v["apgr"] for v in per.values()])) if per else float("nan")
     return {"mean_apgr": mean, "per_source": per}
+
+
+def training_config(defaults: Mapping[str, Any], given: Mapping[str, Any] | None, router: str,
+                    seed: int) -> dict[str, Any]:
+    """A trainer's start: its hyper-parameters (:func:`merge_config`) with every generator seeded."""
+    cfg = merge_config(defaults, given, router)
+    seed_everything(seed)
+    return cfg
+
+
+def embedded_rows(texts: Sequence[str], spec: Mapping[str, Any] | None, *, progress: bool = True
+                  ) -> tuple[Callable[[Sequence[str]], np.ndarray], dict[str, Any]]:
+    """Embed ``texts`` once (:func:`embed_texts`); returns ``rows(prompts)``, their embeddings in the order
+    asked, and the embedder's spec."""
+    unique = list(dict.fromkeys(texts))
+    emb, embedder_spec = embed_texts(unique, spec, progress=progress)
+    index = {t: i for i, t in enumerate(unique)}
+
+    def rows(prompts: Sequence[str]) -> np.ndarray:
+        return emb[[index[p] for p in prompts]]
+
+    return rows, embedder_spec
+
+
+@dataclass
+class Selection:
+    """What grid search on leave-one-source-out folds chose: the best ``combo``, its ``validation`` summary,
+    every grid ``points`` and the ``folds`` it ran on."""
+
+    combo: dict[str, Any]
+    validation: dict[str, Any]
+    points: list[dict[str, Any]]
+    folds: list[Fold]
+
+    def report(self, router: str, seed: int, started: float, **counts: Any) -> dict[str, Any]:
+        """The training report: ``counts`` (n_train_prompts, …) and how the selection went."""
+        return {
+            "router": router, **counts,
+            "n_val_prompts": sum(len(es.prompts) for f in self.folds for es in f.eval_sets),
+            "selection": "leave-one-source-out",
+            "folds": [f.holdout for f in self.folds],
+            "chosen": self.combo,
+            "grid": [p["row"] for p in self.points],
+            "validation": self.validation,
+            "seed": seed,
+            "seconds": time.perf_counter() - started,
+        }
+
+
+def select_on_folds(router: str, data: PreferenceData, cfg: Mapping[str, Any], fit_key: Callable[[dict[str, Any]], str],
+                    fit: Callable[[Fold, dict[str, Any]], Any], scorer: Callable[[Any, dict[str, Any]], ScoreFn],
+                    progress: bool = True) -> Selection:
+    """Grid search (``cfg["grid"]``) on leave-one-source-out folds (``cfg["selection_holdouts"]``): every
+    combination is fitted on each fold's training part — once per ``fit_key``, so combinations that differ
+    only in how they score share a fit — scored by ``scorer(fitted, run_cfg)`` on the fold's held-out sets,
+    and the best mean held-out APGR wins."""
+    from tqdm.auto import tqdm
+
+    folds = source_folds(data, cfg["selection_holdouts"], cfg["strong_model"], cfg["weak_model"],
+                         int(cfg["min_holdout_prompts"]))
+    combos = grid_combos(cfg)
+    fits: dict[tuple[str, str], Any] = {}
+    points: list[dict[str, Any]] = []
+    with tqdm(total=len(combos) * len(folds), desc=f"{router} selection folds", disable=not progress) as bar:
+        for combo in combos:
+            run_cfg = {**cfg, **combo}
+            key = fit_key(run_cfg)
+            per_fold = {}
+            for fold in folds:
+                if (fold.holdout, key) not in fits:
+                    fits[(fold.holdout, key)] = fit(fold, run_cfg)
+                per_fold[fold.holdout] = evaluate_sets(scorer(fits[(fold.holdout, key)], run_cfg), fold.eval_sets)
+                bar.update(1)
+            points.append(grid_point(router, combo, per_fold))
+    best = best_grid_point(points)
+    return Selection(best["combo"], best["summary"], points, folds)
+
+
+def config_key(run_cfg: Mapping[str, Any], keys: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> str:
+    """A fit key: the config's ``keys`` (all but ``exclude`` when None) as canonical JSON."""
+    chosen = {k: v for k, v in run_cfg.items() if (keys is None or k in keys) and k not in exclude}
+    return json.dumps(chosen, sort_keys=True, default=str)
 
 
 def grid_combos(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:

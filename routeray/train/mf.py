@@ -15,7 +15,6 @@ rewards the source-identity shortcut. The routing rule itself is documented in :
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,29 +25,24 @@ from typing import Any
 import numpy as np
 
 from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
-from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.data.schema import PreferenceData
 from routeray.errors import DataError, RouterayError
 from routeray.train.common import (
+    PAIR_DEFAULTS,
+    Fold,
     ScoreFn,
-    best_grid_point,
     build_table,
-    embed_texts,
-    evaluate_sets,
-    grid_combos,
-    grid_point,
-    merge_config,
+    config_key,
+    embedded_rows,
     seed_everything,
-    source_folds,
+    select_on_folds,
+    training_config,
 )
 
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
-    "strong_model": DEFAULT_STRONG,
-    "weak_model": DEFAULT_WEAK,
-    "embedder": None,  # None: the default local MiniLM
-    "model_aliases": {"gpt-4o": "gpt-4o-2024-05-13", "gpt-4": "gpt-4-0314", "gpt-3.5": "gpt-3.5-turbo-1106"},
+    **PAIR_DEFAULTS,
     # total weight of the pairwise judgments' Bradley–Terry loss relative to the golden-label loss
     "pair_weight": 0.05,
     # how the pairwise sources are weighed against each other (see common.build_table)
@@ -227,69 +221,37 @@ def selection_scorer(tensors: dict[str, np.ndarray], rows: Callable[[Sequence[st
 def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[str, Any] | None = None,
           progress: bool = True) -> Artifact:
     """Select on leave-one-source-out folds, refit on all data, write the artifact to ``out_dir``."""
-    from tqdm.auto import tqdm
-
     from routeray.routers.mf import MF_FORMAT, ModelResolver, quantise_unit_rows
 
     t0 = time.perf_counter()
-    cfg = merge_config(DEFAULTS, config, "mf")
-    seed_everything(seed)
+    cfg = training_config(DEFAULTS, config, "mf", seed)
     models = all_models(data)
-    folds = source_folds(data, cfg["selection_holdouts"], cfg["strong_model"], cfg["weak_model"],
-                         int(cfg["min_holdout_prompts"]))
     full = build_targets(data, models, cfg)
-    texts = list(dict.fromkeys(full.prompts))
-    emb_all, spec = embed_texts(texts, cfg["embedder"], progress=progress)
-    row = {t: i for i, t in enumerate(texts)}
-
-    def rows(prompts: Sequence[str]) -> np.ndarray:
-        return emb_all[[row[p] for p in prompts]]
-
+    rows, spec = embedded_rows(full.prompts, cfg["embedder"], progress=progress)
     resolver = ModelResolver(models, cfg["model_aliases"])
+    fold_targets: dict[str, Targets] = {}
 
-    def scorer(tensors: dict[str, np.ndarray], route_on: str) -> ScoreFn:
-        return selection_scorer(tensors, rows, resolver, (cfg["strong_model"], cfg["weak_model"]), route_on)
+    def fit_fold(fold: Fold, run_cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+        if fold.holdout not in fold_targets:
+            fold_targets[fold.holdout] = build_targets(fold.train, models, cfg)
+        targets = fold_targets[fold.holdout]
+        return fit(run_cfg, targets, rows(targets.prompts), seed)
 
-    combos = grid_combos(cfg)
-    fold_targets = [build_targets(f.train, models, cfg) for f in folds]
-    fits: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # (fold, training params) -> tensors
-    points: list[dict[str, Any]] = []
-    with tqdm(total=len(combos) * len(folds), desc="mf selection folds", disable=not progress) as bar:
-        for combo in combos:
-            run_cfg = {**cfg, **combo}
-            fit_key = json.dumps({k: v for k, v in run_cfg.items() if k != "route_on"}, sort_keys=True,
-                                 default=str)
-            per_fold = {}
-            for fold, targets in zip(folds, fold_targets, strict=True):
-                if (fold.holdout, fit_key) not in fits:
-                    fits[(fold.holdout, fit_key)] = fit(run_cfg, targets, rows(targets.prompts), seed)
-                tensors = fits[(fold.holdout, fit_key)]
-                per_fold[fold.holdout] = evaluate_sets(scorer(tensors, str(run_cfg["route_on"])), fold.eval_sets)
-                bar.update(1)
-            points.append(grid_point("mf", combo, per_fold))
-    best = best_grid_point(points)
-    combo, validation = best["combo"], best["summary"]
-    final_cfg = {**cfg, **combo}
+    def scorer(tensors: dict[str, np.ndarray], run_cfg: dict[str, Any]) -> ScoreFn:
+        return selection_scorer(tensors, rows, resolver, (cfg["strong_model"], cfg["weak_model"]),
+                                str(run_cfg["route_on"]))
+
+    # combinations that differ only in the routing rule share a fit
+    selection = select_on_folds("mf", data, cfg, lambda run_cfg: config_key(run_cfg, exclude=("route_on",)),
+                                fit_fold, scorer, progress)
+    final_cfg = {**cfg, **selection.combo}
     tensors = fit(final_cfg, full, rows(full.prompts), seed)
     tensors["train_prompt_emb_q8"] = quantise_unit_rows(rows(full.prompts))
 
     artifact_cfg = {k: v for k, v in final_cfg.items() if k not in ("grid", "embedder")}
     artifact_cfg.update({"models": models, "sources": data.sources, "mf_format": MF_FORMAT})
-    report = {
-        "router": "mf",
-        "n_train_prompts": len(full.prompts),
-        "n_val_prompts": sum(len(es.prompts) for f in folds for es in f.eval_sets),
-        "n_golden_cells": len(full.cell_y),
-        "n_train_judgments": len(full.pair_p),
-        "n_models": len(models),
-        "selection": "leave-one-source-out",
-        "folds": [f.holdout for f in folds],
-        "chosen": combo,
-        "grid": [p["row"] for p in points],
-        "validation": validation,
-        "seed": seed,
-        "seconds": time.perf_counter() - t0,
-    }
+    report = selection.report("mf", seed, t0, n_train_prompts=len(full.prompts), n_golden_cells=len(full.cell_y),
+                              n_train_judgments=len(full.pair_p), n_models=len(models))
     artifact = Artifact(router="mf", config=artifact_cfg, tensors=tensors, embedder=spec,
                         data_fingerprint=fingerprint_texts(full.prompts, {"n_judgments": len(full.pair_p),
                                                                           "n_golden": len(full.cell_y)}),

@@ -16,39 +16,24 @@ similarity-weighted correctness on the log-odds scale (the analogue of mf's per-
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
-from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.data.schema import Judgment, PreferenceData
 from routeray.errors import DataError, RouterayError
-from routeray.train.common import (
-    JudgmentTable,
-    all_judgments,
-    best_grid_point,
-    build_table,
-    embed_texts,
-    evaluate_sets,
-    grid_combos,
-    grid_point,
-    merge_config,
-    seed_everything,
-    source_folds,
-)
+from routeray.train import common
+from routeray.train.common import JudgmentTable, ScoreFn, all_judgments, build_table
 
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
-    "strong_model": DEFAULT_STRONG,
-    "weak_model": DEFAULT_WEAK,
-    "embedder": None,
-    "model_aliases": {"gpt-4o": "gpt-4o-2024-05-13", "gpt-4": "gpt-4-0314", "gpt-3.5": "gpt-3.5-turbo-1106"},
+    **common.PAIR_DEFAULTS,
     "balance": "prompt",
     "source_weights": {},
     "n_tiers": 10,
@@ -146,29 +131,19 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
           progress: bool = True) -> Artifact:
     """Select γ, top-k (and the golden mode, if in the grid) on leave-one-source-out folds, build the
     statistics on all data, write the artifact to ``out_dir`` and return it."""
-    from tqdm.auto import tqdm
-
     from routeray.routers.mf import ModelResolver
     from routeray.routers.sw_ranking import sw_scores
 
     t0 = time.perf_counter()
-    cfg = merge_config(DEFAULTS, config, "sw_ranking")
-    seed_everything(seed)
+    cfg = common.training_config(DEFAULTS, config, "sw_ranking", seed)
     cap = int(cfg["max_prompts_per_source"])
-    folds = source_folds(data, cfg["selection_holdouts"], cfg["strong_model"], cfg["weak_model"],
-                         int(cfg["min_holdout_prompts"]))
-    texts = list(dict.fromkeys(data.prompts))
-    emb_all, spec = embed_texts(texts, cfg["embedder"], progress=progress)
-    row = {t: i for i, t in enumerate(texts)}
+    rows, spec = common.embedded_rows(data.prompts, cfg["embedder"], progress=progress)
 
-    def rows(prompts: list[str]) -> np.ndarray:
-        return emb_all[[row[p] for p in prompts]]
-
-    def scorer(built: dict[str, Any], params: dict[str, Any]) -> Any:
+    def scorer(built: dict[str, Any], params: dict[str, Any]) -> ScoreFn:
         train_emb = rows(built["prompts"]).astype(np.float16).astype(np.float32)  # what the artifact keeps
         resolver = ModelResolver(list(built["model_tiers"]), cfg["model_aliases"])
 
-        def score(prompts: list[str], strong: str, weak: str) -> np.ndarray:
+        def score(prompts: Sequence[str], strong: str, weak: str) -> np.ndarray:
             ts = built["model_tiers"][resolver.resolve(strong, cfg["strong_model"])]
             tw = built["model_tiers"][resolver.resolve(weak, cfg["weak_model"])]
             return sw_scores(rows(prompts), train_emb, built["wins"], built["totals"], built["n_tiers"], ts, tw,
@@ -176,25 +151,12 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
                              prior=float(params["prior"]))
         return score
 
-    combos = grid_combos(cfg)
+    # combinations that differ only in how the statistics are weighed at scoring time share a build
     build_keys = ("golden_as", "n_tiers", "balance", "source_weights", "max_prompts_per_source")
-    builds: dict[tuple[str, str], dict[str, Any]] = {}  # (fold, statistics params) -> statistics
-    points: list[dict[str, Any]] = []
-    with tqdm(total=len(combos) * len(folds), desc="sw_ranking selection folds", disable=not progress) as bar:
-        for combo in combos:
-            run_cfg = {**cfg, **combo}
-            build_key = json.dumps({k: run_cfg[k] for k in build_keys}, sort_keys=True, default=str)
-            per_fold = {}
-            for fold in folds:
-                if (fold.holdout, build_key) not in builds:
-                    builds[(fold.holdout, build_key)] = _build(cap_per_source(fold.train, cap, seed), run_cfg)
-                per_fold[fold.holdout] = evaluate_sets(scorer(builds[(fold.holdout, build_key)], run_cfg),
-                                                       fold.eval_sets)
-                bar.update(1)
-            points.append(grid_point("sw_ranking", combo, per_fold))
-    best = best_grid_point(points)
-    combo, validation = best["combo"], best["summary"]
-    final_cfg = {**cfg, **combo}
+    selection = common.select_on_folds(
+        "sw_ranking", data, cfg, lambda run_cfg: common.config_key(run_cfg, build_keys),
+        lambda fold, run_cfg: _build(cap_per_source(fold.train, cap, seed), run_cfg), scorer, progress)
+    final_cfg = {**cfg, **selection.combo}
     final = _build(cap_per_source(data, cap, seed), final_cfg)
 
     artifact_cfg = {k: v for k, v in final_cfg.items() if k not in ("grid", "embedder")}
@@ -205,21 +167,9 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         "wins": final["wins"].astype(np.float32),
         "totals": final["totals"].astype(np.float32),
     }
-    report = {
-        "router": "sw_ranking",
-        "n_train_prompts": len(final["prompts"]),
-        "n_val_prompts": sum(len(es.prompts) for f in folds for es in f.eval_sets),
-        "n_train_judgments": final["n_judgments"],
-        "n_artifact_prompts": len(final["prompts"]),
-        "n_tiers": final["n_tiers"],
-        "selection": "leave-one-source-out",
-        "folds": [f.holdout for f in folds],
-        "chosen": combo,
-        "grid": [p["row"] for p in points],
-        "validation": validation,
-        "seed": seed,
-        "seconds": time.perf_counter() - t0,
-    }
+    report = selection.report("sw_ranking", seed, t0, n_train_prompts=len(final["prompts"]),
+                              n_train_judgments=final["n_judgments"], n_artifact_prompts=len(final["prompts"]),
+                              n_tiers=final["n_tiers"])
     artifact = Artifact(router="sw_ranking", config=artifact_cfg, tensors=tensors, embedder=spec,
                         data_fingerprint=fingerprint_texts(final["prompts"], {"n_judgments": final["n_judgments"]}),
                         report=copy.deepcopy(report))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from routeray.data._io import json_lines
 from routeray.errors import DataError, RouterayError
 from routeray.routers.base import Router, goes_strong
 
@@ -67,14 +67,7 @@ def read_prompts(path: str | Path) -> list[str]:
     suffix = p.suffix.lower()
     prompts: list[str] = []
     if suffix in (".jsonl", ".json", ".ndjson"):
-        for row, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"invalid JSON: {exc.msg}", p, row) from exc
-            prompts.append(prompt_from_record(record, p, row))
+        prompts = [prompt_from_record(record, p, row) for row, record in json_lines(text.splitlines(), p)]
     elif suffix == ".csv":
         reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps newlines inside quoted cells
         if not reader.fieldnames or "prompt" not in reader.fieldnames:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,16 +41,22 @@ def iter_jsonl(path: Path, allow_empty: bool = False) -> Iterator[tuple[int, dic
     if not (allow_empty and path.is_file()):
         require_file(path)
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"malformed JSON: {exc.msg}", path, lineno) from exc
+        for lineno, obj in json_lines(fh, path):
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, lineno)
             yield lineno, obj
+
+
+def json_lines(lines: Iterable[str], path: Path) -> Iterator[tuple[int, Any]]:
+    """Yield (1-based line number, JSON value) for each non-blank line; a bad line is a :class:`DataError`
+    naming ``path`` and the line."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"malformed JSON: {exc.msg}", path, lineno) from exc
 
 
 def open_csv(path: Path, required: list[str]) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:

@@ -19,6 +19,7 @@ import os
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
@@ -30,21 +31,28 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
+@dataclass(eq=False)
 class BackendError(Exception):
     """A failed backend call. ``reason`` is a metric tag: connect, timeout, status_4xx, status_5xx,
     rate_limited (a 429), cooling_down (not called: a 429's Retry-After has not expired), circuit_open,
-    bad_response or stream. ``client_fault`` marks upstream 400/422 answers caused by the request itself;
-    ``retry_after_s`` says when the tier may be called again."""
+    not_ready, bad_response or stream. ``client_fault`` marks upstream 400/422 answers caused by the request
+    itself; ``retry_after_s`` says when the tier may be called again."""
 
-    def __init__(self, tier: Tier, reason: str, message: str, status: int | None = None,
-                 client_fault: bool = False, retry_after_s: float | None = None):
-        super().__init__(f"{tier} backend: {message}")
-        self.tier = tier
-        self.reason = reason
-        self.status = status
-        self.client_fault = client_fault
-        self.retry_after_s = retry_after_s
-        self.detail = message
+    tier: Tier
+    reason: str
+    detail: str
+    status: int | None = None
+    client_fault: bool = False
+    retry_after_s: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.tier} backend: {self.detail}")
+
+    def __str__(self) -> str:
+        return f"{self.tier} backend: {self.detail}"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle by fields (Exception's default passes only the message)
+        return (BackendError, (self.tier, self.reason, self.detail, self.status, self.client_fault, self.retry_after_s))
 
     @property
     def rate_limited(self) -> bool:

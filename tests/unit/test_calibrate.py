@@ -38,7 +38,7 @@ def test_reads_csv_and_text(tmp_path):
 
 
 @pytest.mark.parametrize(("name", "content", "match"), [
-    ("bad.jsonl", '{"prompt": "ok"}\n{not json}\n', r"bad\.jsonl, row 2: invalid JSON"),
+    ("bad.jsonl", '{"prompt": "ok"}\n{not json}\n', r"bad\.jsonl, row 2: malformed JSON"),
     ("nofield.jsonl", '{"n": 1}\n', r"nofield\.jsonl, row 1: .*no `prompt`"),
     ("nouser.jsonl", '{"messages": [{"role": "system", "content": "x"}]}\n', r"row 1: .*no user message"),
     ("cols.csv", "id,text\n1,hello\n", r"cols\.csv, row 1: CSV has no `prompt` column"),

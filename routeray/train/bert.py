@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from routeray.data.schema import PreferenceData
 from routeray.encoders.base import pick_device
 from routeray.errors import RouterayError
+from routeray.routers import bert as bert_router
 from routeray.routers.bert import score_from_probs, three_class_from_correctness
 from routeray.train import neural
 
@@ -88,6 +91,58 @@ def base_report(router: str, pair: neural.PairSpec, train_ex: neural.PairExample
             "pair": pair.to_json()}
 
 
+@dataclass
+class FineTuneRun:
+    """What a neural trainer starts from: its hyper-parameters, pair, examples, base model and device."""
+
+    started: float
+    cfg: dict[str, Any]
+    pair: neural.PairSpec
+    train_ex: neural.PairExamples
+    val_ex: neural.PairExamples
+    train_data: PreferenceData
+    base: Path
+    device: str
+
+
+def start_fine_tune(data: PreferenceData, defaults: dict[str, Any], config: dict[str, Any] | None, seed: int,
+                    heads: tuple[str, ...], default_base: Callable[[], Path]) -> FineTuneRun:
+    """Check the head, seed everything, build the examples and pick the base model and the device."""
+    started = time.monotonic()
+    cfg = neural.merge_config(defaults, config)
+    if cfg["head"] not in heads:
+        raise RouterayError(f"head={cfg['head']!r}: expected one of {', '.join(heads)}")
+    neural.set_seed(seed)
+    pair, train_ex, val_ex, train_data = prepare_examples(data, cfg, seed)
+    base = Path(cfg["base_model"]) if cfg["base_model"] else default_base()
+    return FineTuneRun(started, cfg, pair, train_ex, val_ex, train_data, base, pick_device(cfg["device"]))
+
+
+def write_fine_tuned(router: str, run: FineTuneRun, model: Any, tokenizer: Any, out_dir: Path, *, seed: int,
+                     fit_ex: neural.PairExamples | neural.ModelExamples, score: Callable[[list[str]], Any],
+                     result: Any, progress: bool, config: dict[str, Any], report: dict[str, Any],
+                     tensors: dict[str, Any]) -> Artifact:
+    """Save the fine-tuned model folder under ``out_dir/model`` and the artifact beside it: ``config`` and
+    ``report`` entries of this router on top of what both neural routers record."""
+    out_dir = Path(out_dir)
+    model_dir = out_dir / bert_router.MODEL_DIR
+    model.save_pretrained(str(model_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(model_dir))
+    full_report = {**base_report(router, run.pair, fit_ex, run.val_ex), **report,
+                   "validation": neural.apgr_report(score(run.val_ex.prompts), run.val_ex) if len(run.val_ex) else {},
+                   "best_step": result.best_step, "history": result.history, "train_seconds": round(result.seconds, 1),
+                   "seconds": round(time.monotonic() - run.started, 1), "device": run.device}
+    saved_cfg = {**run.cfg, "base_model": str(run.base), "model_type": model.config.model_type, **config,
+                 "model_files": bert_router.weight_files_digest(model_dir), "strong_model": run.pair.strong_model,
+                 "weak_model": run.pair.weak_model, "seed": seed}
+    artifact = Artifact(router=router, config=saved_cfg, embedder=None, report=full_report,
+                        tensors={**tensors, "train_embeddings": neural.training_embeddings(fit_ex.prompts, progress)},
+                        data_fingerprint=fingerprint_texts(fit_ex.prompts, {"targets": fit_ex.targets.sum(0)}))
+    save_artifact(artifact, out_dir)
+    log.info("%s router written to %s (validation APGR %s)", router, out_dir, full_report["validation"].get("apgr"))
+    return artifact
+
+
 def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[str, Any] | None = None,
           progress: bool = True) -> Artifact:
     """Fine-tune the encoder on ``data`` and write the artifact (model folder + config.json) to ``out_dir``."""
@@ -95,34 +150,22 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from routeray.encoders.local import minilm_path
-    from routeray.routers.bert import (
-        MODEL_DIR,
-        head_indices,
-        predict_class_probs,
-        predict_correctness,
-        weight_files_digest,
-    )
+    from routeray.routers.bert import head_indices, predict_class_probs, predict_correctness
 
-    started = time.monotonic()
-    cfg = neural.merge_config(DEFAULTS, config)
-    if cfg["head"] not in ("per_model", "three_class"):
-        raise RouterayError(f"head={cfg['head']!r}: expected 'per_model' or 'three_class'")
-    neural.set_seed(seed)
-    pair, train_ex, val_ex, train_data = prepare_examples(data, cfg, seed)
-    base = Path(cfg["base_model"]) if cfg["base_model"] else minilm_path()
-    device = pick_device(cfg["device"])
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    run = start_fine_tune(data, DEFAULTS, config, seed, ("per_model", "three_class"), minilm_path)
+    cfg, pair, device = run.cfg, run.pair, run.device
+    tokenizer = AutoTokenizer.from_pretrained(str(run.base))
     per_model = cfg["head"] == "per_model"
     if per_model:
-        models = neural.head_models(train_data)
+        models = neural.head_models(run.train_data)
         fit_ex: neural.PairExamples | neural.ModelExamples = neural.build_model_examples(
-            train_data, models, cfg, seed)
+            run.train_data, models, cfg, seed)
         i_strong, i_weak = head_indices(models, pair.strong_model, pair.weak_model, cfg["model_aliases"])
         labels: dict[int, str] = dict(enumerate(models))
     else:
-        models, fit_ex, labels = [], train_ex, dict(enumerate(neural.LABELS))
+        models, fit_ex, labels = [], run.train_ex, dict(enumerate(neural.LABELS))
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(base), num_labels=len(labels), id2label=labels, label2id={n: i for i, n in labels.items()},
+        str(run.base), num_labels=len(labels), id2label=labels, label2id={n: i for i, n in labels.items()},
         dtype=torch.float32).to(device)
     max_len = int(cfg["max_length"])
 
@@ -143,24 +186,8 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
 
     loss_fn = neural.per_model_loss(fit_ex, float(cfg["judgment_weight"])) \
         if isinstance(fit_ex, neural.ModelExamples) else None
-    result = neural.fit(model, class_logits, score, fit_ex, val_ex, cfg, seed=seed, progress=progress,
+    result = neural.fit(model, class_logits, score, fit_ex, run.val_ex, cfg, seed=seed, progress=progress,
                         desc="training bert", loss_fn=loss_fn)
-    out_dir = Path(out_dir)
-    model_dir = out_dir / MODEL_DIR
-    model.save_pretrained(str(model_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(model_dir))
-    report = base_report("bert", pair, fit_ex, val_ex)
-    report.update({"validation": neural.apgr_report(score(val_ex.prompts), val_ex) if len(val_ex) else {},
-                   "best_step": result.best_step, "history": result.history,
-                   "train_seconds": round(result.seconds, 1), "seconds": round(time.monotonic() - started, 1),
-                   "device": device})
-    saved_cfg = {**cfg, "base_model": str(base), "model_type": model.config.model_type,
-                 "labels": list(labels.values()), "models": models, "model_files": weight_files_digest(model_dir),
-                 "strong_model": pair.strong_model, "weak_model": pair.weak_model, "seed": seed}
-    tensors = {"train_embeddings": neural.training_embeddings(fit_ex.prompts, progress)}
-    artifact = Artifact(router="bert", config=saved_cfg, tensors=tensors, embedder=None,
-                        data_fingerprint=fingerprint_texts(fit_ex.prompts, {"targets": fit_ex.targets.sum(0)}),
-                        report=report)
-    save_artifact(artifact, out_dir)
-    log.info("bert router written to %s (validation APGR %s)", out_dir, report["validation"].get("apgr"))
-    return artifact
+    return write_fine_tuned("bert", run, model, tokenizer, out_dir, seed=seed, fit_ex=fit_ex, score=score,
+                            result=result, progress=progress, report={},
+                            config={"labels": list(labels.values()), "models": models}, tensors={})

@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
+from routeray.artifacts import Artifact
 from routeray.data.schema import PreferenceData
-from routeray.encoders.base import pick_device
-from routeray.errors import RouterayError
 from routeray.routers.bert import score_from_probs, three_class_from_correctness
 from routeray.train import neural
 from routeray.train.bert import DEFAULTS as BERT_DEFAULTS
-from routeray.train.bert import base_report, prepare_examples
+from routeray.train.bert import start_fine_tune, write_fine_tuned
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +116,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from routeray.local_models import smollm2_path
-    from routeray.routers.bert import MODEL_DIR, head_indices, weight_files_digest
+    from routeray.routers.bert import head_indices
     from routeray.routers.causal_llm import (
         HEADS,
         SLOTS,
@@ -133,17 +130,10 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
         slot_logits,
     )
 
-    started = time.monotonic()
-    cfg = neural.merge_config(DEFAULTS, config)
-    head = cfg["head"]
-    if head not in HEADS:
-        raise RouterayError(f"head={head!r}: expected one of {', '.join(HEADS)}")
-    neural.set_seed(seed)
-    pair, train_ex, val_ex, train_data = prepare_examples(data, cfg, seed)
-    base = Path(cfg["base_model"]) if cfg["base_model"] else smollm2_path()
-    device = pick_device(cfg["device"])
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32).to(device)  # type: ignore[arg-type]
+    run = start_fine_tune(data, DEFAULTS, config, seed, HEADS, smollm2_path)
+    cfg, pair, device, head = run.cfg, run.pair, run.device, run.cfg["head"]
+    tokenizer = AutoTokenizer.from_pretrained(str(run.base))
+    model = AutoModelForCausalLM.from_pretrained(str(run.base), dtype=torch.float32).to(device)  # type: ignore[arg-type]
     model.config.use_cache = False
     n_trainable = freeze_lower_layers(model, int(cfg["train_layers"]))
     log.info("training %.1fM of %.1fM parameters", n_trainable / 1e6,
@@ -153,14 +143,14 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     label_ids = label_token_ids(tokenizer, head)
     infer_bs = int(cfg["infer_batch_size"])
     models: list[str] = []
-    fit_ex: neural.PairExamples | neural.ModelExamples = train_ex
+    fit_ex: neural.PairExamples | neural.ModelExamples = run.train_ex
     loss_fn = None
     if head == "per_model":
-        models = neural.head_models(train_data)
+        models = neural.head_models(run.train_data)
         i_s, i_w = head_indices(models, pair.strong_model, pair.weak_model, cfg["model_aliases"])
         asked = (models[i_s], models[i_w])
         slots = SlotEncoder(encoder)
-        fit_ex, row_pairs = slot_examples(neural.build_model_examples(train_data, models, cfg, seed), pair,
+        fit_ex, row_pairs = slot_examples(neural.build_model_examples(run.train_data, models, cfg, seed), pair,
                                           float(cfg["pair_focus"]), seed)
         pair_of = dict(zip(fit_ex.prompts, row_pairs, strict=True))
         loss_fn = neural.per_model_loss(fit_ex, float(cfg["judgment_weight"]))
@@ -181,32 +171,15 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
             probs = predict_label_probs(model, encoder, label_ids, prompts, batch_size=infer_bs, device=device)
             return score_from_probs(probs, float(cfg["tie_share"]))
 
-    result = neural.fit(model, class_logits, score, fit_ex, val_ex, cfg, seed=seed, progress=progress,
+    result = neural.fit(model, class_logits, score, fit_ex, run.val_ex, cfg, seed=seed, progress=progress,
                         desc="training causal_llm", loss_fn=loss_fn)
-    out_dir = Path(out_dir)
-    model_dir = out_dir / MODEL_DIR
     model.config.use_cache = True
-    model.save_pretrained(str(model_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(model_dir))
-    report = base_report("causal_llm", pair, fit_ex, val_ex)
+    report: dict[str, Any] = {"trainable_params": n_trainable}
     if isinstance(fit_ex, neural.ModelExamples):
         report["n_train_golden_cells"] = int(fit_ex.mask.sum())
-    report.update({"validation": neural.apgr_report(score(val_ex.prompts), val_ex) if len(val_ex) else {},
-                   "best_step": result.best_step, "history": result.history,
-                   "trainable_params": n_trainable, "train_seconds": round(result.seconds, 1),
-                   "seconds": round(time.monotonic() - started, 1), "device": device})
-    saved_cfg = {**cfg, "base_model": str(base), "model_type": model.config.model_type,
-                 "labels": list(neural.LABELS), "label_token_ids": label_ids, "template_pre": pre,
-                 "template_post": post, "model_files": weight_files_digest(model_dir),
-                 "strong_model": pair.strong_model, "weak_model": pair.weak_model, "seed": seed}
+    saved = {"labels": list(neural.LABELS), "label_token_ids": label_ids, "template_pre": pre, "template_post": post}
     if head == "per_model":
-        saved_cfg.update({"models": models, "slots": list(SLOTS)})
-    artifact = Artifact(router="causal_llm", config=saved_cfg,
-                        tensors={"label_token_ids": np.asarray(label_ids, dtype=np.int64),
-                                 "train_embeddings": neural.training_embeddings(fit_ex.prompts, progress)},
-                        embedder=None,
-                        data_fingerprint=fingerprint_texts(fit_ex.prompts, {"targets": fit_ex.targets.sum(0)}),
-                        report=report)
-    save_artifact(artifact, out_dir)
-    log.info("causal_llm router written to %s (validation APGR %s)", out_dir, report["validation"].get("apgr"))
-    return artifact
+        saved.update({"models": models, "slots": list(SLOTS)})
+    return write_fine_tuned("causal_llm", run, model, tokenizer, out_dir, seed=seed, fit_ex=fit_ex, score=score,
+                            result=result, progress=progress, report=report, config=saved,
+                            tensors={"label_token_ids": np.asarray(label_ids, dtype=np.int64)})

@@ -156,8 +156,9 @@ def _run_pool(args: argparse.Namespace) -> int:
 
     if not args.models or len(args.models) < 2:
         raise RouterayError("a pool needs --models with two models or more")
+    given = getattr(args, "pool_prices", None)  # from --config, in --models order
     prices = read_prices(args.prices) if args.prices else None
-    if args.spend_per_1k is not None and prices is None:
+    if args.spend_per_1k is not None and prices is None and not given:
         raise RouterayError("--spend-per-1k needs --prices (US$ per million input and output tokens per model)")
     prompts = read_prompts(args.prompts)
     aliases = parse_aliases(args.model_alias)
@@ -165,16 +166,18 @@ def _run_pool(args: argparse.Namespace) -> int:
                          args.router)
     quality = np.concatenate([router.model_quality(prompts[i:i + SCORE_BATCH], args.models)
                               for i in range(0, len(prompts), SCORE_BATCH)])
-    if prices is not None:
-        lacking = [m for m in args.models if m not in prices]
+    if given or prices is not None:
+        lacking = [] if given else [m for m in args.models if m not in prices]  # type: ignore[operator]
         if lacking:
             raise RouterayError(f"--prices has no price for {', '.join(lacking)}")
-        costs = call_costs([len(p) for p in prompts], [prices[m] for m in args.models], args.output_tokens)
+        listed = given or [prices[m] for m in args.models]  # type: ignore[index]
+        costs = call_costs([len(p) for p in prompts], listed, args.output_tokens)
     else:  # only the order matters for a share of calls: without prices, the pool is listed cheapest first
         costs = np.tile(np.arange(len(args.models), dtype=np.float64), (len(prompts), 1))
-    price = costs.mean(axis=0)
+    # what the rule weighs: the gateway's price per typical call (--config), else the mean over these prompts
+    price = np.asarray(getattr(args, "pool_call_prices", None) or costs.mean(axis=0))
     if args.spend_per_1k is not None:
-        threshold, spent = threshold_for_spend(quality, costs, args.spend_per_1k)
+        threshold, spent = threshold_for_spend(quality, costs, args.spend_per_1k, prices=price)
         print(f"threshold for {args.router} at US$ {args.spend_per_1k:g} per 1,000 prompts: {threshold!r} "
               f"(spends US$ {spent:.4g} per 1,000 of these prompts"
               + (", the least any threshold spends)" if spent > args.spend_per_1k else ")"))
@@ -185,6 +188,7 @@ def _run_pool(args: argparse.Namespace) -> int:
         print(f"threshold for {args.router} at {args.strong_fraction:.1%} of calls past the cheapest model: "
               f"{threshold!r}")
     picked = np.bincount(choose(quality, price, threshold), minlength=len(args.models))
-    shares = ", ".join(f"{m} {n / len(prompts):.1%}" for m, n in zip(args.models, picked, strict=True) if n)
+    names = getattr(args, "pool_names", None) or args.models
+    shares = ", ".join(f"{m} {n / len(prompts):.1%}" for m, n in zip(names, picked, strict=True) if n)
     print(f"on {len(prompts)} prompts: {shares}; use model name router-{args.router}-{threshold!r}")
     return 0

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-alias", action="append", default=[], metavar="MODEL=TRAINED",
                    help="score MODEL as the router's trained model TRAINED (repeatable)")
     p.add_argument("--output-tokens", type=float, default=256.0, help="tokens assumed per answer (spend)")
+    p.add_argument("--config", default=None, help="a gateway config (or Serve config) with a pool: its models, "
+                   "what the router scores them as, and their prices (instead of --models and --prices)")
 
     p = sub.add_parser("eval", help="evaluate routers on a benchmark in RouteLLM's layout")
     p.add_argument("--benchmark", required=True, choices=[*BENCHMARKS, "golden", "pool"],
@@ -112,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module_name, _, func_name = _HANDLERS[args.command].partition(":")
     try:
+        if args.command == "calibrate" and args.config:
+            _pool_from_config(args)
         handler = getattr(importlib.import_module(module_name), func_name)
         return int(handler(args) or 0)
     except RouterayError as exc:
@@ -119,6 +123,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _pool_from_config(args: argparse.Namespace) -> None:
+    """``calibrate --config``: the pool's models (as the router scores them), cheapest first, and their prices."""
+    from routeray.config import load_config_file
+
+    cfg = load_config_file(args.config)
+    if not cfg.pool:
+        raise RouterayError(f"{args.config}: no pool to calibrate (the config has the two tiers)")
+    if args.models or args.prices:
+        raise RouterayError("give either --config or --models/--prices")
+    table = cfg.backend_table()
+    args.models = [b.router_model for b in table.values()]
+    args.pool_names = list(table)
+    args.pool_prices = [(b.price_input_per_mtok, b.price_output_per_mtok) for b in table.values()]
+    args.pool_call_prices = [cfg.call_price(b) for b in table.values()]
+    args.output_tokens = float(cfg.routing.pool_output_tokens)
+    scorer = next((r for r in cfg.routers if r.router == args.router), None)
+    args.model_alias = [*args.model_alias, *(f"{k}={v}" for k, v in
+                                             ((scorer.overrides.get("model_aliases") if scorer else None) or {}).items())]
 
 
 if __name__ == "__main__":

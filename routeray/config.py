@@ -20,9 +20,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
+
 log = logging.getLogger(__name__)
 
-Tier = Literal["strong", "weak"]
+TierName = Literal["strong", "weak"]
+# A backend's key: "strong"/"weak" in the two-tier shape, the model's name in a pool. Metrics' `tier` tag
+# carries it, so with a pool every per-tier metric is a per-model one.
+Tier = str
 
 STRONG_URL_ENV = "ROUTERAY_STRONG_BASE_URL"
 STRONG_KEY_ENV = "ROUTERAY_STRONG_API_KEY"
@@ -137,10 +142,27 @@ class BackendConfig(_Model):
         0.0, ge=0, description="USD per million prompt tokens, for the spend metrics and /stats (0: free).")
     price_output_per_mtok: float = Field(
         0.0, ge=0, description="USD per million completion tokens, for the spend metrics and /stats (0: free).")
+    score_as: str | None = Field(
+        None, description="The model the routers score this backend as: one they were trained on (an alias, "
+        "e.g. mistralai/Mixtral-8x7B-Instruct-v0.1 for a local engine of that class). None: its name. A name the "
+        "routers do not know, without score_as, is a start-up error that lists the models they know.")
 
     @property
     def upstream_model(self) -> str:
         return self.model or self.name
+
+    @property
+    def router_model(self) -> str:
+        """The name routers score this backend as."""
+        return self.score_as or self.name
+
+
+class PoolModelConfig(BackendConfig):
+    """One model of a pool: an OpenAI-compatible backend with its price, which routing weighs against the
+    quality the router predicts for it (``routeray.routers.pool``)."""
+
+    price_input_per_mtok: float = Field(ge=0, description="USD per million prompt tokens (required in a pool).")
+    price_output_per_mtok: float = Field(ge=0, description="USD per million completion tokens (required in a pool).")
 
 
 class EngineConfig(_Model):
@@ -176,7 +198,9 @@ class RoutingConfig(_Model):
 
     strong_fallback_to_weak: bool = Field(True, description="Strong API error or timeout → answer with the weak tier.")
     weak_fallback_to_strong: bool = Field(False, description="Weak engine error → answer with the strong tier.")
-    scorer_failure_tier: Tier = Field("weak", description="Tier used when the scorer fails or times out.")
+    scorer_failure_tier: TierName = Field(
+        "weak", description="Tier used when the scorer fails or times out (with a pool: weak is the cheapest "
+        "model, strong the priciest).")
     scorer_timeout_s: float = Field(2.0, gt=0, description="Longest wait for a routing score, seconds.")
     percent_window: int = Field(
         2000, ge=10, description="Recent scores kept per router to turn a strong-call percentage into a threshold."
@@ -188,6 +212,10 @@ class RoutingConfig(_Model):
     route_on: Literal["last_user", "all_user"] = Field(
         "last_user", description="Which part of the conversation the router scores."
     )
+    pool_input_tokens: int = Field(
+        500, ge=1, description="Pool only: prompt tokens of a typical call, to weigh each model's input and output "
+        "prices into one price per call (the price the decision rule weighs against predicted quality).")
+    pool_output_tokens: int = Field(250, ge=1, description="Pool only: completion tokens of a typical call (as above).")
 
 
 class AccessConfig(_Model):
@@ -254,13 +282,19 @@ class Config(_Model):
         description="Routers to serve, one scorer deployment each; requests name one as router-<name>-<threshold>.",
     )
     weak: BackendConfig = Field(
-        default_factory=lambda: BackendConfig(name="SmolLM2-135M-Instruct"),
+        default_factory=lambda: BackendConfig(name="SmolLM2-135M-Instruct", score_as=DEFAULT_WEAK),
         description="The weak tier. base_url None: the local engine through Serve's proxy.",
     )
     strong: BackendConfig = Field(
-        default_factory=lambda: BackendConfig(name="strong", api_key_env=STRONG_KEY_ENV),
+        default_factory=lambda: BackendConfig(name="strong", api_key_env=STRONG_KEY_ENV, score_as=DEFAULT_STRONG),
         description="The strong tier. base_url None: $ROUTERAY_STRONG_BASE_URL, else the local engine.",
     )
+    pool: list[PoolModelConfig] = Field(
+        default_factory=list, description="Route among any number of priced models instead of the two tiers: "
+        "router-<name>-<threshold> picks, per prompt, the model with the best predicted quality minus "
+        "(2·threshold − 1) × its price scaled to [0, 1] across the pool (on two models, the two-tier rule); "
+        "router-<name>-<p>% sends p % of traffic to models other than the cheapest. Needs routers that predict "
+        "each model's quality (mf, bert). Empty: the strong and weak tiers.")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="The local weak-model engine.")
     routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Decisions and fallbacks.")
     ingress: IngressConfig = Field(default_factory=IngressConfig, description="The HTTP ingress.")
@@ -280,7 +314,46 @@ class Config(_Model):
         for tier, backend in (("strong", self.strong), ("weak", self.weak)):
             if backend.name.startswith("router-") or (backend.name in reserved and backend.name != tier):
                 raise ValueError(f"{tier} tier name {backend.name!r} clashes with a reserved model name")
+        if self.pool:
+            self._check_pool()
         return self
+
+    def _check_pool(self) -> None:
+        if {"strong", "weak"} & self.model_fields_set:
+            raise ValueError("pool: a pool replaces the strong and weak tiers; leave `strong` and `weak` out")
+        if len(self.pool) < 2:
+            raise ValueError("pool: route among two models or more (one model needs no router)")
+        names = [m.name for m in self.pool]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"pool: model name {', '.join(map(repr, twice))} listed twice; pool.name must be unique")
+        for i, m in enumerate(self.pool):
+            if m.name.startswith("router-") or m.name in ("strong", "weak"):
+                raise ValueError(f"pool.{i}.name {m.name!r} clashes with a reserved model name")
+
+    def backend_table(self) -> dict[Tier, BackendConfig]:
+        """Every backend by its key, cheapest first: the pool's models by name, or ``weak`` and ``strong``."""
+        if not self.pool:
+            return {"weak": self.weak, "strong": self.strong}
+        ordered = sorted(self.pool, key=self.call_price)  # stable: equal prices keep the config's order
+        return {m.name: m for m in ordered}
+
+    def pool_models(self) -> list[str] | None:
+        """With a pool, what the routers score each model as (``score_as`` or its name), cheapest first: the
+        columns of every quality row the scorers return. None without a pool."""
+        return [b.router_model for b in self.backend_table().values()] if self.pool else None
+
+    def router_overrides(self, scorer: ScorerConfig) -> dict[str, Any]:
+        """``Router.load`` overrides for one router: in the two-tier shape the tiers' model names (what the
+        router scores), then the router's own overrides."""
+        tiers = {} if self.pool else {"strong_model": self.strong.router_model, "weak_model": self.weak.router_model}
+        return {**tiers, **scorer.overrides}
+
+    def call_price(self, backend: BackendConfig) -> float:
+        """US$ of a typical call (``routing.pool_input_tokens`` in, ``pool_output_tokens`` out)."""
+        r = self.routing
+        return (r.pool_input_tokens * backend.price_input_per_mtok
+                + r.pool_output_tokens * backend.price_output_per_mtok) / 1e6
 
     def local_engine_url(self) -> str:
         """The engine's OpenAI base URL through Serve's local HTTP proxy."""
@@ -292,6 +365,11 @@ class Config(_Model):
         from ``$ROUTERAY_STRONG_BASE_URL`` or, when that is unset, the local engine (logged plainly)."""
         env = os.environ if environ is None else environ
         cfg = self.model_copy(deep=True)
+        if cfg.pool:  # the tiers are not used; pool models without a URL are the local engine's
+            for m in cfg.pool:
+                if m.base_url is None:
+                    m.base_url = cfg.local_engine_url()
+            return cfg
         if cfg.weak.base_url is None:
             cfg.weak.base_url = cfg.local_engine_url()
         if cfg.strong.base_url is None:

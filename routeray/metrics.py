@@ -23,7 +23,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class GatewayMetrics:
-    """The gateway's metrics in one registry. Tag keys: router, tier, reason, to_tier, kind, status."""
+    """The gateway's metrics in one registry. Tag keys: router, tier, reason, to_tier, kind, status.
+
+    ``tier`` (and ``to_tier``) is the backend: ``strong``/``weak``, or with a pool (``Config.pool``) the pool
+    model's name, so decisions, upstream latency and errors, tokens and spend are per pool model; the
+    strong-call share is then the share of traffic to models other than the cheapest."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry(auto_describe=True)
@@ -57,7 +61,7 @@ class GatewayMetrics:
         # bad_response|stream|circuit_open
         self.fallbacks = Counter(
             f"{PREFIX}fallbacks", "Fallbacks by cause and the tier used instead.",
-            ["reason", "to_tier"], registry=r)  # reason: strong_error|weak_error|scorer_error
+            ["reason", "to_tier"], registry=r)  # reason: <tier>_error (strong_error, weak_error, <pool model>_error)|scorer_error
         self.loop_lag = Gauge(
             f"{PREFIX}event_loop_lag_seconds", "How far behind this replica's event loop runs (decaying peak); "
             "above ingress.shed_loop_lag_ms new requests are shed.", registry=r)
@@ -82,7 +86,8 @@ class GatewayMetrics:
             ["tier"], registry=r)
         self.spend_all_strong = Counter(
             f"{PREFIX}spend_all_strong_dollars",
-            "USD the same tokens would have cost at the strong tier's prices (savings = this - spend).", registry=r)
+            "USD the same tokens would have cost at the strong tier's (a pool's priciest model's) prices "
+            "(savings = this - spend).", registry=r)
 
     def render(self) -> tuple[bytes, str]:
         """The registry in Prometheus' text format, and its content type."""

@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from routeray.config import BackendConfig, Config, EngineConfig, RoutingConfig, ScorerConfig, Tier
+from routeray.config import BackendConfig, Config, EngineConfig, PoolModelConfig, RoutingConfig, ScorerConfig
 from routeray.gateway.backends import OpenAIBackend
 from routeray.gateway.protocol import APIError, ChatCompletionRequest
-from routeray.gateway.scorers import LocalScorers
+from routeray.gateway.scorers import LocalScorers, check_models
 from routeray.gateway.service import RoutingService
 from routeray.metrics import GatewayMetrics
 
@@ -57,17 +57,21 @@ def _as_openai_error(err: APIError) -> openai.APIStatusError:
 
 
 def _config(strong: BackendConfig | dict[str, Any] | None, weak: BackendConfig | dict[str, Any] | None,
-            routers: list[str | ScorerConfig | dict[str, Any]], routing: RoutingConfig | dict[str, Any] | None
-            ) -> Config:
+            routers: list[str | ScorerConfig | dict[str, Any]], routing: RoutingConfig | dict[str, Any] | None,
+            pool: list[PoolModelConfig | dict[str, Any]] | None = None) -> Config:
     scorers = [ScorerConfig(router=r) if isinstance(r, str) else ScorerConfig.model_validate(r) for r in routers]
-    args: dict[str, Any] = {"routers": scorers, "engine": EngineConfig(enabled=weak is None)}
+    args: dict[str, Any] = {"routers": scorers, "engine": EngineConfig(enabled=weak is None and not pool)}
     if strong is not None:
         args["strong"] = BackendConfig.model_validate(strong)
     if weak is not None:
         args["weak"] = BackendConfig.model_validate(weak)
+    if pool:
+        args["pool"] = [PoolModelConfig.model_validate(m) for m in pool]
     if routing is not None:
         args["routing"] = RoutingConfig.model_validate(routing)
-    return Config.model_validate(args).resolved()
+    cfg = Config.model_validate(args).resolved()  # pydantic's error names the field
+    check_models(cfg)  # every configured model known to every router, before the first request
+    return cfg
 
 
 class _AsyncCompletions:
@@ -127,8 +131,10 @@ class AsyncRouter:
     def __init__(self, strong: BackendConfig | dict[str, Any] | None = None,
                  weak: BackendConfig | dict[str, Any] | None = None,
                  routers: list[str | ScorerConfig | dict[str, Any]] | None = None,
-                 routing: RoutingConfig | dict[str, Any] | None = None):
-        self.config = _config(strong, weak, routers or ["mf"], routing)
+                 routing: RoutingConfig | dict[str, Any] | None = None,
+                 pool: list[PoolModelConfig | dict[str, Any]] | None = None):
+        """Two tiers (``strong``, ``weak``) or a ``pool`` of priced models (see :class:`Config`)."""
+        self.config = _config(strong, weak, routers or ["mf"], routing, pool)
         self.metrics = GatewayMetrics()
         self._scorers = LocalScorers(self.config)
         self._services: dict[int, RoutingService] = {}
@@ -138,14 +144,13 @@ class AsyncRouter:
         # httpx clients belong to one event loop: one service per loop that uses this client
         loop_id = id(asyncio.get_running_loop())
         if loop_id not in self._services:
-            backends: dict[Tier, OpenAIBackend] = {"strong": OpenAIBackend(self.config.strong, "strong"),
-                                                   "weak": OpenAIBackend(self.config.weak, "weak")}
+            backends = {key: OpenAIBackend(b, key) for key, b in self.config.backend_table().items()}
             self._services[loop_id] = RoutingService(self.config, self._scorers, backends, self.metrics)
         return self._services[loop_id]
 
     def models(self) -> list[str]:
-        """Model names this client accepts (an example per router, and both tiers)."""
-        backends = {"strong": _Stub(self.config.strong), "weak": _Stub(self.config.weak)}
+        """Model names this client accepts (an example per router, and every backend)."""
+        backends = {key: _Stub(b) for key, b in self.config.backend_table().items()}
         service = RoutingService(self.config, self._scorers, backends, self.metrics)  # type: ignore[arg-type]
         return [m.id for m in service.models().data]
 
@@ -181,8 +186,9 @@ class Router:
     def __init__(self, strong: BackendConfig | dict[str, Any] | None = None,
                  weak: BackendConfig | dict[str, Any] | None = None,
                  routers: list[str | ScorerConfig | dict[str, Any]] | None = None,
-                 routing: RoutingConfig | dict[str, Any] | None = None):
-        self._async = AsyncRouter(strong, weak, routers, routing)
+                 routing: RoutingConfig | dict[str, Any] | None = None,
+                 pool: list[PoolModelConfig | dict[str, Any]] | None = None):
+        self._async = AsyncRouter(strong, weak, routers, routing, pool)
         self.config = self._async.config
         self.metrics = self._async.metrics
         self._loop = asyncio.new_event_loop()

@@ -40,13 +40,20 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
          "description": "Routing decisions per second (requests that named router-<router>-<threshold|p%>).",
          "queries": [_q(f"sum by (router) (rate(routeray_routing_decisions_total{{{R}}}{RATE}))", "{{router}}")]},
         {"title": "Strong-call share, by router (and target)", "unit": "percentunit", "routing": True,
-         "description": "Share of routed requests sent to the strong model: from decision counts over the "
+         "description": "Share of routed requests sent to the strong model (with a pool: past the cheapest model; "
+         "the interval line counts the two tiers only): from decision counts over the "
          "interval, the gateway's live window, and the target of percentage routing (router-<r>-<p>%).",
          "queries": [
              _q(f'sum by (router) (rate(routeray_routing_decisions_total{{{R},tier="strong"}}{RATE})) / '
                 f"sum by (router) (rate(routeray_routing_decisions_total{{{R}}}{RATE}))", "{{router}} (interval)"),
              _q(f"avg by (router) (routeray_strong_call_share{{{R}}})", "{{router}} (live window)"),
              _q(f"max by (router) (routeray_strong_call_share_target{{{R}}})", "{{router}} target")]},
+        {"title": "Routing share, by router and model", "unit": "percentunit", "routing": True,
+         "description": "Share of each router's routed requests sent to each backend: strong/weak, or each model "
+         "of a pool (Config.pool; the tier tag then names the pool model).",
+         "queries": [_q(f"sum by (router, tier) (rate(routeray_routing_decisions_total{{{R}}}{RATE})) / ignoring (tier) "
+                        f"group_left sum by (router) (rate(routeray_routing_decisions_total{{{R}}}{RATE}))",
+                        "{{router}} -> {{tier}}")]},
         {"title": "Requests per second, by outcome", "unit": "reqps", "routing": True,
          "description": "Every chat completion, by what the model name asked for (router|tier) and outcome.",
          "queries": [_q(f"sum by (kind, status) (rate(routeray_requests_total{RATE}))", "{{kind}} {{status}}")]},
@@ -79,7 +86,7 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
                 "{{deployment}} in flight")]},
     ]),
     ("Backends", [
-        {"title": "Upstream latency p50 / p99, by tier", "unit": "s",
+        {"title": "Upstream latency p50 / p99, by tier or pool model", "unit": "s",
          "description": "Backend call time: to the full answer (non-streaming) or to the first chunk.",
          "queries": _quantiles("routeray_upstream_latency_seconds", "tier")},
         {"title": "Upstream error rate, by tier", "unit": "percentunit",
@@ -114,7 +121,7 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
                      _q("avg(routeray_event_loop_lag_seconds)", "mean")]},
     ]),
     ("Money", [
-        {"title": "Estimated spend per hour, by tier", "unit": "currencyUSD",
+        {"title": "Estimated spend per hour, by tier or pool model", "unit": "currencyUSD",
          "description": "Tokens times the per-million-token prices in the config (strong.price_*, weak.price_*), "
          "from the usage the backends report (estimated from text length when a backend reports none).",
          "queries": [_q(f"sum by (tier) (rate(routeray_spend_dollars_total{RATE})) * 3600", "{{tier}}")]},

@@ -31,12 +31,16 @@ def ingress_args(cfg: Config) -> dict[str, Any]:
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """The gateway application: validates ``args`` as :class:`routeray.config.Config`."""
+    """The gateway application: validates ``args`` as :class:`routeray.config.Config`, and checks that its
+    routers know every configured model (:func:`routeray.gateway.scorers.check_models`)."""
     from routeray.deployments.ingress import Gateway
     from routeray.deployments.scorer import scorer_deployment
+    from routeray.gateway.scorers import check_models
 
     cfg = Config.model_validate(args or {}).resolved()
-    scorers = {r.router: scorer_deployment(r) for r in cfg.routers if r.placement == "deployment"}
+    check_models(cfg)  # an unknown model (or a router that cannot score the pool) fails here, before Serve starts
+    scorers = {r.router: scorer_deployment(r, cfg.router_overrides(r), cfg.pool_models())
+               for r in cfg.routers if r.placement == "deployment"}
     ing = cfg.ingress
     gateway: Any = Gateway  # a serve.Deployment once decorated
     replicas: dict[str, Any] = ({"autoscaling_config": ing.autoscaling.model_dump()} if ing.autoscaling

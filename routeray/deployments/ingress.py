@@ -28,7 +28,7 @@ from routeray.gateway.overload import LoadShedder
 from routeray.gateway.protocol import APIError
 from routeray.gateway.readiness import TierReadiness
 from routeray.gateway.request_id import install_log_request_ids
-from routeray.gateway.scorers import LocalScorers
+from routeray.gateway.scorers import LocalScorers, as_score, batch_function
 from routeray.gateway.service import NOT_READY_RETRY_S, RoutingService, Score
 from routeray.metrics import GatewayMetrics
 
@@ -63,9 +63,8 @@ class Gateway:
         # router's score() in a worker thread. Loaded now, so the first request does not pay for it.
         self._local = LocalScorers(self.cfg.model_copy(update={"routers": local})) if local else None
         for r in local:
-            self._local.router(r.router).score(["warm-up"])  # type: ignore[union-attr]
-        backends: dict[Tier, OpenAIBackend] = {"strong": OpenAIBackend(self.cfg.strong, "strong"),
-                                               "weak": OpenAIBackend(self.cfg.weak, "weak")}
+            batch_function(self._local.router(r.router), self.cfg.pool_models())(["warm-up"])  # type: ignore[union-attr]
+        backends: dict[Tier, OpenAIBackend] = {key: OpenAIBackend(b, key) for key, b in self.cfg.backend_table().items()}
         self.metrics = GatewayMetrics()
         self.access = AccessControl(self.cfg.ingress.access)
         lag_ms = self.cfg.ingress.shed_loop_lag_ms
@@ -73,15 +72,14 @@ class Gateway:
         self.metrics.loop_lag.set_function(lambda: self.shedder.lag.lag_s)
         self.readiness = TierReadiness(backends)
         self.service = RoutingService(self.cfg, self._score, backends, self.metrics, self.readiness)
-        log.info("gateway ready: routers %s; strong %s at %s; weak %s at %s", self.service.routers,
-                 self.cfg.strong.name, self.cfg.strong.base_url, self.cfg.weak.name, self.cfg.weak.base_url)
+        log.info("gateway ready: routers %s; %s", self.service.routers,
+                 "; ".join(f"{key} {b.name} at {b.base_url}" for key, b in self.cfg.backend_table().items()))
 
     async def _score(self, router: str, prompt: str) -> Score:
         if router not in self._remote:
             assert self._local is not None  # every configured router is in one of the two
             return await self._local(router, prompt)
-        r = await self._remote[router].submit(prompt)
-        return Score(value=r.score, batch_size=r.batch_size, latency_s=r.batch_seconds)
+        return as_score(await self._remote[router].submit(prompt))
 
     @api.post("/v1/chat/completions", openapi_extra=chat_request_openapi())
     async def chat_completions(self, request: Request) -> Response:
@@ -118,7 +116,12 @@ class Gateway:
         """Liveness: 200 while this replica serves; the body also says whether each tier is ready."""
         ready = await self.readiness.snapshot()
         return JSONResponse({"status": "ok", "ready": ready["ready"], "routers": self.service.routers,
-                             "strong": self.cfg.strong.name, "weak": self.cfg.weak.name, "tiers": ready["tiers"]})
+                             **self._backend_names(), "tiers": ready["tiers"]})
+
+    def _backend_names(self) -> dict[str, Any]:
+        if self.cfg.pool:
+            return {"pool": [m.name for m in self.cfg.backend_table().values()]}
+        return {"strong": self.cfg.strong.name, "weak": self.cfg.weak.name}
 
     @api.get("/ready")
     async def ready(self) -> JSONResponse:

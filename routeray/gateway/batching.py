@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from routeray.gateway.overload import QueueFull
 
@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Scored:
-    """One prompt's score, the size of the batch it was scored in, and that batch's scoring time."""
+    """One prompt's score (with a pool: each model's predicted quality), the size of the batch it was scored
+    in, and that batch's scoring time."""
 
-    score: float
+    score: float | tuple[float, ...]
     batch_size: int
     batch_seconds: float
 
@@ -38,7 +39,7 @@ class Scored:
 class ContinuousBatcher:
     """Batches concurrent :meth:`submit` calls into calls of ``score_fn(prompts) -> scores``."""
 
-    def __init__(self, score_fn: Callable[[list[str]], Iterable[float] | Awaitable[Iterable[float]]],
+    def __init__(self, score_fn: Callable[[list[str]], Iterable[Any] | Awaitable[Iterable[Any]]],
                  max_batch_size: int = 64, wait_s: float = 0.0, name: str = "scorer", max_queue_s: float | None = None,
                  admit_wait_s: float | None = None):
         self._fn = score_fn
@@ -128,12 +129,13 @@ class ContinuousBatcher:
             live.append((prompt, fut))
         return live
 
-    async def _call(self, prompts: list[str]) -> list[float]:
+    async def _call(self, prompts: list[str]) -> list[float | tuple[float, ...]]:
         if self._is_async:
-            raw = await cast(Awaitable[Iterable[float]], self._fn(prompts))
+            raw = await cast(Awaitable[Iterable[Any]], self._fn(prompts))
         else:
-            raw = await asyncio.to_thread(cast(Callable[[list[str]], Iterable[float]], self._fn), prompts)
-        return [float(s) for s in raw]
+            raw = await asyncio.to_thread(cast(Callable[[list[str]], Iterable[Any]], self._fn), prompts)
+        # a pool's scorer returns one row of qualities per prompt
+        return [float(s) if isinstance(s, int | float) else tuple(float(v) for v in s) for s in raw]
 
     async def _run(self, queue: asyncio.Queue[tuple[str, asyncio.Future[Scored], float]]) -> None:
         while True:
@@ -147,7 +149,7 @@ class ContinuousBatcher:
                 scores = await self._call(prompts)
                 if len(scores) != len(prompts):
                     raise RuntimeError(f"{self.name} returned {len(scores)} scores for {len(prompts)} prompts")
-                if not all(math.isfinite(s) for s in scores):
+                if not all(math.isfinite(v) for s in scores for v in (s if isinstance(s, tuple) else (s,))):
                     raise RuntimeError(f"{self.name} returned a non-finite score")
             except Exception as exc:  # noqa: BLE001 - every caller of this batch gets the error
                 self._in_batch = 0

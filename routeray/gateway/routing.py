@@ -8,7 +8,7 @@ import random
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ import numpy as np
 from routeray.config import Tier
 from routeray.gateway.protocol import APIError
 from routeray.routers.base import goes_strong
+from routeray.routers.pool import DEFAULT_RULE, choose, pool_score
 
 _ROUTER_NAME = re.compile(r"^router-(?P<router>[A-Za-z0-9_.]+?)-(?P<value>.+?)(?P<pct>%)?$")
 
@@ -111,13 +112,47 @@ class ScoreWindow:
 
 
 class ShareTracker:
-    """Live share of strong decisions over the last N decisions of one router."""
+    """Live share of strong decisions (with a pool: of models other than the cheapest) over the last N
+    decisions of one router."""
 
     def __init__(self, size: int):
         self._window: deque[int] = deque(maxlen=size)
         self._lock = threading.Lock()
 
-    def add(self, tier: Tier) -> float:
+    def add(self, up: bool) -> float:
         with self._lock:
-            self._window.append(1 if tier == "strong" else 0)
+            self._window.append(1 if up else 0)
             return sum(self._window) / len(self._window)
+
+
+class PoolDecider:
+    """Decisions among a pool of priced models (``routeray.routers.pool``): ``keys`` cheapest first, each
+    model's price per typical call, and the pool rule."""
+
+    def __init__(self, keys: list[Tier], call_prices: list[float], rule: str = DEFAULT_RULE):
+        self.keys = keys
+        self.prices = np.asarray(call_prices, dtype=np.float64)
+        self.rule = rule
+
+    def score(self, quality: Sequence[float]) -> float:
+        """The prompt's pool score: a threshold at or below it sends it past the cheapest model."""
+        return float(pool_score(self._row(quality), self.prices, rule=self.rule)[0])
+
+    def pick(self, quality: Sequence[float], threshold: float) -> Tier:
+        """The model the rule picks at ``threshold``."""
+        return self.keys[int(choose(self._row(quality), self.prices, threshold, rule=self.rule)[0])]
+
+    def by_percent(self, quality: Sequence[float], window: ScoreWindow, percent: float) -> tuple[Tier, float | None]:
+        """``router-<name>-<p>%``: p % of traffic past the cheapest model. The window turns p into the
+        threshold on pool scores; a prompt sent past the cheapest goes where the rule puts it at that
+        threshold (0 while the window is short: then never the cheapest)."""
+        up, threshold = window.decide(self.score(quality), percent)
+        if up == "weak":
+            return self.keys[0], threshold
+        return self.pick(quality, 0.0 if threshold is None else threshold), threshold
+
+    def _row(self, quality: Sequence[float]) -> np.ndarray:
+        q = np.asarray(quality, dtype=np.float64).reshape(1, -1)
+        if q.shape[1] != len(self.keys) or not np.isfinite(q).all() or (q < 0).any() or (q > 1).any():
+            raise ValueError(f"expected {len(self.keys)} qualities in [0, 1], got {list(quality)!r}")
+        return q

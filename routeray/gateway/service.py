@@ -21,7 +21,7 @@ from routeray.gateway.backends import BackendError, OpenAIBackend
 from routeray.gateway.overload import QueueFull
 from routeray.gateway.protocol import APIError, ChatCompletionRequest, ModelCard, ModelList
 from routeray.gateway.readiness import TierReadiness
-from routeray.gateway.routing import ScoreWindow, ShareTracker, Target, decide, parse_model_name
+from routeray.gateway.routing import PoolDecider, ScoreWindow, ShareTracker, Target, decide, parse_model_name
 from routeray.gateway.spend import SpendMeter, text_chars
 from routeray.metrics import GatewayMetrics
 
@@ -32,11 +32,13 @@ NOT_READY_RETRY_S = 5.0  # the Retry-After of a 503 for a tier that is still sta
 
 @dataclass(frozen=True)
 class Score:
-    """A router's score for one prompt, with how it was computed (for metrics)."""
+    """A router's score for one prompt, with how it was computed (for metrics). With a pool, ``quality``
+    holds each pool model's predicted P(correct), cheapest first, and ``value`` is unused."""
 
     value: float
     batch_size: int = 1
     latency_s: float = 0.0
+    quality: tuple[float, ...] | None = None
 
 
 # router name, prompt -> Score. The gateway awaits a Serve handle; the SDK a local router in a thread.
@@ -45,7 +47,8 @@ ScoreFn = Callable[[str, str], Awaitable[Score]]
 
 @dataclass
 class Decision:
-    """Where one request goes and why; turned into response headers."""
+    """Where one request goes and why; turned into response headers. ``tier`` is the backend's key: strong
+    or weak, or the pool model's name."""
 
     tier: Tier
     router: str | None = None
@@ -78,12 +81,16 @@ class RoutingService:
         self.cfg = cfg
         self.readiness = readiness
         self.score_fn = score_fn
-        self.backends = backends
+        table = cfg.backend_table()
+        self.order: list[Tier] = list(table)  # cheapest first
+        self.backends = {key: backends[key] for key in self.order}
         self.metrics = metrics or GatewayMetrics()
-        self.spend = SpendMeter(cfg.strong, cfg.weak, self.metrics)
+        self.spend = SpendMeter(table, self.metrics)
         self.routers = [r.router for r in cfg.routers]
-        self.tier_names: dict[str, Tier] = {"strong": "strong", "weak": "weak",
-                                            backends["strong"].name: "strong", backends["weak"].name: "weak"}
+        self.pool = PoolDecider(self.order, [cfg.call_price(b) for b in table.values()]) if cfg.pool else None
+        self.tier_names: dict[str, Tier] = {backends[key].name: key for key in self.order}
+        if self.pool is None:
+            self.tier_names.update(strong="strong", weak="weak")
         rc = cfg.routing
         self._windows = {r: ScoreWindow(rc.percent_window, rc.percent_min_samples, seed=i)
                          for i, r in enumerate(self.routers)}
@@ -91,16 +98,22 @@ class RoutingService:
 
     # ---- models -------------------------------------------------------------------------------------
     def models(self) -> ModelList:
-        """Every name a request can use: one per router (example threshold), and both tiers."""
+        """Every name a request can use: one per router (example threshold), and every backend (both tiers,
+        or each pool model, cheapest first)."""
         cards = [ModelCard(id=f"router-{r}-0.5", routeray={
             "router": r, "usage": f"router-{r}-<threshold in [0,1]> or router-{r}-<percent>%"})
             for r in self.routers]
-        for tier in ("strong", "weak"):
-            backend = self.backends[tier]  # type: ignore[index]
-            cards.append(ModelCard(id=backend.name, routeray={
-                "tier": tier, "alias": tier, "upstream_model": backend.cfg.upstream_model,
-                "price_per_mtok_usd": {"input": backend.cfg.price_input_per_mtok,
-                                       "output": backend.cfg.price_output_per_mtok}}))
+        for rank, key in enumerate(reversed(self.order) if self.pool is None else self.order):
+            backend = self.backends[key]
+            info: dict[str, Any] = {"tier": key, "upstream_model": backend.cfg.upstream_model,
+                                    "scored_as": backend.cfg.router_model,
+                                    "price_per_mtok_usd": {"input": backend.cfg.price_input_per_mtok,
+                                                           "output": backend.cfg.price_output_per_mtok}}
+            if self.pool is None:
+                info["alias"] = key
+            else:
+                info.update(pool_rank=rank, call_price_usd=float(self.pool.prices[rank]))
+            cards.append(ModelCard(id=backend.name, routeray=info))
         return ModelList(data=cards)
 
     # ---- deciding -----------------------------------------------------------------------------------
@@ -115,7 +128,8 @@ class RoutingService:
         m = self.metrics
         m.routing_overhead.labels(target.router).observe(decision.overhead_s)
         m.decisions.labels(target.router, decision.tier).inc()
-        m.strong_share.labels(target.router).set(self._shares[target.router].add(decision.tier))  # type: ignore[index]
+        up = decision.tier != self.order[0]  # strong, or past the pool's cheapest model
+        m.strong_share.labels(target.router).set(self._shares[target.router].add(up))  # type: ignore[index]
         return decision
 
     async def _route(self, target: Target, req: ChatCompletionRequest) -> Decision:
@@ -126,36 +140,59 @@ class RoutingService:
             log.debug("routing prompt with %s: %r", router, text[:200])
         try:
             score = await asyncio.wait_for(self.score_fn(router, text), self.cfg.routing.scorer_timeout_s)
-            if not (0.0 <= score.value <= 1.0):
+            if self.pool is not None:
+                value = self.pool.score(score.quality or ())  # raises on a missing or malformed row
+            elif not (0.0 <= score.value <= 1.0):
                 raise ValueError(f"score {score.value!r} outside [0, 1]")
         except QueueFull:
             raise  # shed on purpose: the caller gets the 503, no other tier answers in the scorer's place
         except Exception as exc:  # noqa: BLE001 - any scorer failure takes the configured tier
-            tier = self.cfg.routing.scorer_failure_tier
+            tier = self._failure_tier()
             log.warning("scorer %s failed (%s: %s): routing to %s", router, type(exc).__name__, exc, tier)
             self.metrics.fallbacks.labels("scorer_error", tier).inc()
             return Decision(tier=tier, router=router, fallback="scorer_error")
         self.metrics.scoring_latency.labels(router).observe(score.latency_s)
         self.metrics.scorer_batch_size.labels(router).observe(score.batch_size)
         window = self._windows[router]
+        if self.pool is not None:
+            assert score.quality is not None
+            if target.strong_percent is not None:
+                tier, threshold = self.pool.by_percent(score.quality, window, target.strong_percent)
+                self._percent_metrics(router, target.strong_percent, threshold)
+            else:
+                threshold = target.threshold
+                tier = self.pool.pick(score.quality, threshold)  # type: ignore[arg-type]
+            window.add(value)
+            return Decision(tier=tier, router=router, score=value, threshold=threshold)
         if target.strong_percent is not None:
             tier, threshold = window.decide(score.value, target.strong_percent)
-            self.metrics.strong_share_target.labels(router).set(target.strong_percent / 100.0)
-            if threshold is not None and threshold != float("inf"):
-                self.metrics.threshold.labels(router).set(threshold)
+            self._percent_metrics(router, target.strong_percent, threshold)
         else:
             threshold = target.threshold
             tier = decide(score.value, threshold)  # type: ignore[arg-type]
         window.add(score.value)
         return Decision(tier=tier, router=router, score=score.value, threshold=threshold)
 
+    def _percent_metrics(self, router: str, percent: float, threshold: float | None) -> None:
+        self.metrics.strong_share_target.labels(router).set(percent / 100.0)
+        if threshold is not None and threshold != float("inf"):
+            self.metrics.threshold.labels(router).set(threshold)
+
+    def _failure_tier(self) -> Tier:
+        """The configured scorer-failure tier; with a pool, weak is the cheapest model and strong the priciest."""
+        tier = self.cfg.routing.scorer_failure_tier
+        if self.pool is None:
+            return tier
+        return self.order[0] if tier == "weak" else self.order[-1]
+
     def _order(self, tier: Tier) -> list[Tier]:
+        """``tier`` then its fallbacks: the next cheaper models, nearest first (strong_fallback_to_weak), then
+        the pricier ones, nearest first (weak_fallback_to_strong). With two tiers: strong -> weak, weak -> strong."""
         r = self.cfg.routing
-        if tier == "strong" and r.strong_fallback_to_weak:
-            return ["strong", "weak"]
-        if tier == "weak" and r.weak_fallback_to_strong:
-            return ["weak", "strong"]
-        return [tier]
+        i = self.order.index(tier)
+        cheaper = self.order[:i][::-1] if r.strong_fallback_to_weak else []
+        pricier = self.order[i + 1:] if r.weak_fallback_to_strong else []
+        return [tier, *cheaper, *pricier]
 
     async def _check_ready(self, tier: Tier) -> None:
         """Raise ``not_ready`` for a tier that has not answered yet (the weak engine still starting)."""

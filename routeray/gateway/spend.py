@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from routeray.config import BackendConfig, Tier
@@ -48,18 +49,21 @@ def usage_tokens(usage: Any) -> dict[str, int] | None:
 
 
 class SpendMeter:
-    """Prices tokens per tier, records metrics, keeps running totals (thread-safe)."""
+    """Prices tokens per backend, records metrics, keeps running totals (thread-safe). ``backends``: every
+    backend by its key, cheapest first; savings are measured against the last (the strong tier, or the
+    priciest pool model)."""
 
-    def __init__(self, strong: BackendConfig, weak: BackendConfig, metrics: GatewayMetrics):
+    def __init__(self, backends: Mapping[Tier, BackendConfig], metrics: GatewayMetrics):
         def per_token(b: BackendConfig) -> dict[str, float]:
             return {"prompt": b.price_input_per_mtok / 1e6, "completion": b.price_output_per_mtok / 1e6}
 
-        self.prices: dict[Tier, dict[str, float]] = {"strong": per_token(strong), "weak": per_token(weak)}
+        self.prices: dict[Tier, dict[str, float]] = {key: per_token(b) for key, b in backends.items()}
+        self.reference: Tier = list(backends)[-1]
         self.metrics = metrics
         self._lock = threading.Lock()
-        self._tokens = {t: dict.fromkeys(KINDS, 0) for t in ("strong", "weak")}
-        self._estimated = {t: dict.fromkeys(KINDS, 0) for t in ("strong", "weak")}
-        self._spend = {"strong": 0.0, "weak": 0.0}
+        self._tokens = {t: dict.fromkeys(KINDS, 0) for t in backends}
+        self._estimated = {t: dict.fromkeys(KINDS, 0) for t in backends}
+        self._spend = dict.fromkeys(backends, 0.0)
         self._all_strong = 0.0
 
     def cost(self, tier: Tier, tokens: dict[str, int]) -> float:
@@ -68,7 +72,7 @@ class SpendMeter:
 
     def record(self, tier: Tier, tokens: dict[str, int], estimated: bool = False) -> float:
         """Count one answer's tokens for ``tier``; returns its cost in dollars."""
-        spent, if_strong = self.cost(tier, tokens), self.cost("strong", tokens)
+        spent, if_strong = self.cost(tier, tokens), self.cost(self.reference, tokens)
         m = self.metrics
         for kind in KINDS:
             (m.tokens_estimated if estimated else m.tokens).labels(tier, kind).inc(tokens[kind])

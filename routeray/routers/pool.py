@@ -203,14 +203,14 @@ def call_costs(prompt_chars: Sequence[int] | np.ndarray, prices: Sequence[tuple[
 
 
 def threshold_for_spend(quality: np.ndarray, costs: np.ndarray, usd_per_1k: float, rule: str = DEFAULT_RULE,
-                        iterations: int = 60) -> tuple[float, float]:
+                        prices: np.ndarray | None = None, iterations: int = 60) -> tuple[float, float]:
     """The lowest threshold in [0, 1] (the most quality) whose decisions cost at most ``usd_per_1k`` US$ per
-    1,000 of these prompts, and that spend. ``costs`` is ``(n, N)`` per call (the rule sees each model's mean).
-    Spend never rises with the threshold, so a bisection finds it; if even threshold 1 spends more, returns
-    1 and its (higher) spend."""
+    1,000 of these prompts, and that spend. ``costs`` is ``(n, N)`` per call; the rule weighs ``prices``
+    (default: each model's mean cost here). Spend never rises with the threshold, so a bisection finds it;
+    if even threshold 1 spends more, returns 1 and its (higher) spend."""
     q = np.asarray(quality, dtype=np.float64)
     c = np.asarray(costs, dtype=np.float64)
-    price = c.mean(axis=0)
+    price = c.mean(axis=0) if prices is None else np.asarray(prices, dtype=np.float64)
     rows = np.arange(q.shape[0])
 
     def spend(t: float) -> float:
@@ -277,3 +277,4 @@ def as_pool_scorer(router: object, label: str) -> PoolScoring:
     if reason:
         raise RouterayError(f"router {label!r} cannot score a model pool: {reason}")
     return router
+

@@ -195,9 +195,9 @@ def test_every_dashboard_query_evaluates(scraped: Stack) -> None:
 
 
 def test_routing_and_money_panels_return_data(scraped: Stack) -> None:
-    must = set(routing_panel_titles()) | {"Estimated spend per hour, by tier", "Savings per hour vs all-strong",
-                                          "Healthy replicas, by deployment", "Fallbacks per second",
-                                          "Upstream error rate, by tier"}
+    must = set(routing_panel_titles()) | {"Estimated spend per hour, by tier or pool model",
+                                          "Savings per hour vs all-strong", "Healthy replicas, by deployment",
+                                          "Fallbacks per second", "Upstream error rate, by tier"}
     empty = []
     for title, expr in queries(_dashboard()):
         if title in must and not _results(scraped, substitute(expr)):

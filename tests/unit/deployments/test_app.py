@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from routeray.config import Config, EngineConfig, IngressConfig, load_config_file
+from routeray.errors import UnknownModelError
 
 REPO = Path(__file__).resolve().parents[3]
 SERVE_CONFIG = REPO / "deploy" / "serve_config.yaml"
@@ -25,6 +26,12 @@ def test_build_app_validates_its_args() -> None:
     assert isinstance(build_app({"routers": [{"router": "random"}]}), Application)
     with pytest.raises(ValidationError):
         build_app({"routers": [{"router": "random", "bogus": 1}]})
+    # a model the router was not trained on, without score_as: refused before Serve starts anything
+    with pytest.raises(UnknownModelError, match="'my-model' and it has no alias.*known: "):
+        build_app({"routers": [{"router": "mf"}], "weak": {"name": "my-model"}})
+    pool = [{"name": n, "score_as": m, "price_input_per_mtok": p, "price_output_per_mtok": p}
+            for n, m, p in (("a", "mistralai/mistral-7b-chat", 0.2), ("b", "gpt-4-1106-preview", 10))]
+    assert isinstance(build_app({"routers": [{"router": "mf"}], "pool": pool}), Application)
 
 
 def test_serve_config_and_embedded_profile_fit_serves_schema() -> None:

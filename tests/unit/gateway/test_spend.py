@@ -23,8 +23,8 @@ def _value(metrics: GatewayMetrics, name: str, **labels: str) -> float:
 
 def test_meter_prices_tokens_per_tier_and_counts_savings() -> None:
     m = GatewayMetrics()
-    meter = SpendMeter(BackendConfig(name="s", price_input_per_mtok=10, price_output_per_mtok=30),
-                       BackendConfig(name="w", price_input_per_mtok=0.5, price_output_per_mtok=1.5), m)
+    meter = SpendMeter({"weak": BackendConfig(name="w", price_input_per_mtok=0.5, price_output_per_mtok=1.5),
+                        "strong": BackendConfig(name="s", price_input_per_mtok=10, price_output_per_mtok=30)}, m)
     assert meter.record("strong", {"prompt": 1000, "completion": 2000}) == pytest.approx(0.07)
     assert meter.record("weak", {"prompt": 1000, "completion": 2000}) == pytest.approx(0.0035)
     assert _value(m, "routeray_spend_dollars_total", tier="strong") == pytest.approx(0.07)
@@ -38,8 +38,8 @@ def test_meter_prices_tokens_per_tier_and_counts_savings() -> None:
 
 def test_missing_usage_is_estimated_and_counted_apart() -> None:
     m = GatewayMetrics()
-    meter = SpendMeter(BackendConfig(name="s", price_input_per_mtok=1e6, price_output_per_mtok=1e6),
-                       BackendConfig(name="w"), m)
+    meter = SpendMeter({"weak": BackendConfig(name="w"),
+                        "strong": BackendConfig(name="s", price_input_per_mtok=1e6, price_output_per_mtok=1e6)}, m)
     assert usage_tokens({"prompt_tokens": 3}) is None and usage_tokens(None) is None
     assert meter.record_answer("strong", None, prompt_chars=40, completion_chars=8) == pytest.approx(12)
     assert _value(m, "routeray_tokens_estimated_total", tier="strong", kind="prompt") == 10

@@ -529,13 +529,14 @@ def gateway_config(router: str, artifact: str | None, backend_url: str, port: in
     an entry for ``router`` that names no artifact gets ``artifact`` (the router under test, as the other
     targets use)."""
     from routeray.config import local_profile
+    from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 
     profile = local_profile().model_dump(mode="json")
     shipped = next((r for r in profile["routers"] if r["router"] == router), {"router": router})
     base = {"http_port": port, "http_proxy": profile["http_proxy"], "ingress": profile["ingress"],
             "routers": [{**shipped, "artifact": artifact}], "engine": {"enabled": False},
-            "strong": {"name": "loop-strong", "base_url": backend_url},
-            "weak": {"name": "loop-weak", "base_url": backend_url}}
+            "strong": {"name": "loop-strong", "base_url": backend_url, "score_as": DEFAULT_STRONG},
+            "weak": {"name": "loop-weak", "base_url": backend_url, "score_as": DEFAULT_WEAK}}
     cfg = _merge(base, overrides)
     for entry in cfg["routers"]:
         if entry.get("router") == router and entry.get("artifact") is None:

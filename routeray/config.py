@@ -319,7 +319,9 @@ class Config(_Model):
         return self
 
     def _check_pool(self) -> None:
-        if {"strong", "weak"} & self.model_fields_set:
+        # (compared with the defaults, not with what was set: a dumped config carries them and must validate)
+        defaults = {t: type(self).model_fields[t].get_default(call_default_factory=True) for t in ("strong", "weak")}
+        if self.strong != defaults["strong"] or self.weak != defaults["weak"]:
             raise ValueError("pool: a pool replaces the strong and weak tiers; leave `strong` and `weak` out")
         if len(self.pool) < 2:
             raise ValueError("pool: route among two models or more (one model needs no router)")

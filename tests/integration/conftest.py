@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from routeray.config import BackendConfig, Config, EngineConfig, ScorerConfig
+from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
 from tests.integration.fake_openai import FakeOpenAI, free_port
 
 SHM = Path("/dev/shm")
@@ -100,13 +101,14 @@ def fake_gateway(*, backend: dict[str, Any] | None = None, strong: dict[str, Any
     RAY_INIT."""
     from routeray.deployments.cli import start
 
-    def tier(fake: FakeOpenAI, extra: dict[str, Any] | None) -> BackendConfig:
-        settings = {**FAST_BACKEND, **(backend or {}), **(extra or {})}
+    def tier(fake: FakeOpenAI, extra: dict[str, Any] | None, score_as: str) -> BackendConfig:
+        # score_as: the fakes play the paper's pair, so routers that know models (mf) accept them
+        settings = {**FAST_BACKEND, "score_as": score_as, **(backend or {}), **(extra or {})}
         return BackendConfig(name=fake.model, base_url=fake.base_url, **settings)
 
     with FakeOpenAI("fake-strong") as strong_fake, FakeOpenAI("fake-weak") as weak_fake:
         cfg = Config(**{"http_port": free_port(), "routers": [ScorerConfig(router="random")],
                         "engine": EngineConfig(enabled=False), **config,
-                        "strong": tier(strong_fake, strong), "weak": tier(weak_fake, weak)})
+                        "strong": tier(strong_fake, strong, DEFAULT_STRONG), "weak": tier(weak_fake, weak, DEFAULT_WEAK)})
         start(cfg, ray_init=RAY_INIT if ray_init is None else ray_init)
         yield FakeGateway(f"http://127.0.0.1:{cfg.http_port}", cfg, strong_fake, weak_fake)

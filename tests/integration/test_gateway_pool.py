@@ -1,13 +1,16 @@
 """A pool of three priced models served end to end: real Ray Serve, the mf router in its own scorer
 deployment (each prompt's quality row comes back over Ray), three loopback OpenAI servers as the pool's
 models, driven with the official ``openai`` client. Routing follows the pool rule on the router's own
-predictions; streaming; a failed model falls back to the next cheaper healthy one; metrics per model."""
+predictions; streaming; a failed model falls back to the next cheaper healthy one; metrics per model, and
+the dashboard's per-model panels evaluated by a real Prometheus scraping the gateway."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import openai
@@ -17,6 +20,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from routeray.config import Config, EngineConfig, RoutingConfig, ScorerConfig
 from tests.integration.conftest import FAST_BACKEND, RAY_INIT
 from tests.integration.fake_openai import FakeOpenAI, free_port
+from tests.integration.test_prometheus_dashboard import (  # noqa: F401 - prometheus_bin is a fixture
+    SCRAPE_S,
+    _dashboard,
+    _prometheus,
+    prometheus_bin,
+    queries,
+    substitute,
+)
 from tests.unit.gateway.test_pool import PROMPTS, TRAINED, pool_args
 
 pytestmark = pytest.mark.integration
@@ -118,3 +129,29 @@ def test_metrics_are_per_pool_model(pool: Pool) -> None:
     assert total("routeray_fallbacks_total", reason="m2_error", to_tier="m1") >= 2
     assert total("routeray_upstream_errors_total", tier="m2") >= 1
     assert 0 < total("routeray_strong_call_share", router="mf") <= 1
+
+
+def test_dashboard_panels_show_each_pool_model_in_a_real_prometheus(pool: Pool, prometheus_bin: str,  # noqa: F811
+                                                                    tmp_path: Path) -> None:
+    """The Grafana dashboard's per-model panels, evaluated by a real Prometheus scraping this pool gateway."""
+    panels = {"Routing share, by router and model", "Upstream latency p50 / p99, by tier or pool model",
+              "Estimated spend per hour, by tier or pool model"}
+    exprs = [(title, substitute(expr)) for title, expr in queries(_dashboard()) if title in panels]
+    assert {t for t, _ in exprs} == panels
+    with _prometheus(prometheus_bin, tmp_path, pool.cfg.http_port, free_port()) as url:
+        def series(expr: str) -> set[str]:
+            out = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
+            assert out["status"] == "success", (expr, out)
+            return {r["metric"].get("tier", "") for r in out["data"]["result"]}
+
+        seen: dict[str, set[str]] = {}
+        deadline = time.time() + 60
+        while time.time() < deadline:  # rates need two scrapes with traffic between them
+            for i, prompt in enumerate(PROMPTS * 2):
+                pool.client.chat.completions.create(model=f"router-mf-{0.0 if i % 2 else 1.0}",
+                                                    messages=[{"role": "user", "content": prompt}])
+            time.sleep(2 * SCRAPE_S)
+            seen = {title: series(expr) for title, expr in exprs}
+            if all(len(s & {"m0", "m1", "m2"}) >= 2 for s in seen.values()):
+                break
+        assert all(len(s & {"m0", "m1", "m2"}) >= 2 for s in seen.values()), seen

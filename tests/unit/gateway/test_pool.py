@@ -54,6 +54,7 @@ def test_a_pool_replaces_the_tiers_and_is_ordered_by_price() -> None:
     cfg = Config.model_validate({"pool": list(reversed(pool_args())), "routers": [{"router": "mf"}]})
     assert list(cfg.backend_table()) == ["m0", "m1", "m2"]  # cheapest first, whatever the listed order
     assert cfg.pool_models() == TRAINED and cfg.router_overrides(cfg.routers[0]) == {}
+    assert Config.model_validate(cfg.model_dump()) == cfg  # what Serve hands the ingress validates again
     two = Config()
     assert list(two.backend_table()) == ["weak", "strong"] and two.pool_models() is None
     assert two.router_overrides(two.routers[0]) == {"strong_model": "gpt-4-1106-preview",

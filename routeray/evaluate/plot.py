@@ -3,23 +3,39 @@ the oracle, and the strong and weak models' levels."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def plot_result(result: dict[str, Any], path: str | Path) -> Path:
-    """Draw ``result`` (the ``<benchmark>.json`` contract) to a PNG at ``path``."""
+@contextlib.contextmanager
+def _figure(path: Path, size: tuple[float, float], legend: dict[str, Any]) -> Iterator[Any]:
+    """One figure's axes; afterwards the grid, the legend, and the PNG written to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=size, dpi=110)
     try:
+        yield ax
+        ax.legend(**legend)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    log.info("plot written to %s", path)
+
+
+def plot_result(result: dict[str, Any], path: str | Path) -> Path:
+    """Draw ``result`` (the ``<benchmark>.json`` contract) to a PNG at ``path``."""
+    path = Path(path)
+    with _figure(path, (9, 5.5), {"fontsize": 8, "loc": "lower right"}) as ax:
         routers = result["routers"]
         rnd = routers.get("random")
         if rnd is not None and rnd.get("curve_lo"):
@@ -48,23 +64,12 @@ def plot_result(result: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{result['benchmark']}: calls vs performance ({result['n_prompts']} prompts, "
                      f"{result['n_contaminated']} dropped as contaminated)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    log.info("plot written to %s", path)
     return path
 
 
 def plot_pool(result: dict[str, Any], path: str | Path) -> Path:
     """Draw a pool evaluation (``routeray eval --benchmark pool``): quality against US$ per 1,000 prompts
     for every single model, each N-way router, its best two-model router, random mixing and the oracle."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     def draw(ax: Any, r: dict[str, Any], label: str, **style: Any) -> None:
         pts = r["curve"]
@@ -74,8 +79,8 @@ def plot_pool(result: dict[str, Any], path: str | Path) -> Path:
                 linewidth=1.6, **style)
 
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(12.5, 6), dpi=110)
-    try:
+    # the legend sits outside the axes: the model labels stay readable
+    with _figure(path, (12.5, 6), {"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}) as ax:
         best = result["single_models"][result["best_model"]]
         draw(ax, result["random_mix"], "random mix of single models", color="grey", linestyle=":")
         draw(ax, result["oracle"], "oracle (answer key, same rule)", color="black", linestyle="--")
@@ -97,11 +102,4 @@ def plot_pool(result: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{result['benchmark']}: routing among {len(result['models'])} models "
                      f"({result['n_prompts']} prompts, rule {result['rule']})")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the model labels stay readable
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    log.info("plot written to %s", path)
     return path

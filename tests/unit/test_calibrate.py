@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from routeray.calibrate import calibrate_threshold, read_prompts, threshold_for_fraction
 from routeray.cli import main
@@ -139,3 +140,24 @@ def test_pool_thresholds_for_a_spend_and_for_a_share(shared_data, tmp_path, caps
     assert (s >= t25).mean() >= 0.25 > (s >= np.nextafter(t25, 2)).mean()
     assert main([*args, "--spend-per-1k", "1"]) == 2
     assert "--spend-per-1k needs --prices" in capsys.readouterr().err
+
+
+def test_calibrate_a_gateway_configs_pool_for_a_spend(tmp_path, capsys):
+    from tests.unit.gateway.test_pool import PROMPTS, pool_args
+
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(yaml.safe_dump({"pool": pool_args(), "routers": [{"router": "mf"}]}))
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("\n".join(PROMPTS * 4) + "\n")
+    args = ["calibrate", "--router", "mf", "--prompts", str(prompts), "--config", str(cfg)]
+    assert main([*args, "--spend-per-1k", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "at US$ 1 per 1,000 prompts" in out and "on 20 prompts: m" in out
+    assert float(out.split("spends US$ ")[1].split()[0]) <= 1.0
+    assert main([*args, "--strong-fraction", "0.5"]) == 0
+    assert "of calls past the cheapest model" in capsys.readouterr().out
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump({"routers": [{"router": "mf"}]}))
+    assert main(["calibrate", "--router", "mf", "--prompts", str(prompts), "--config", str(two),
+                 "--spend-per-1k", "1"]) == 2
+    assert "no pool to calibrate" in capsys.readouterr().err

@@ -133,9 +133,8 @@ PROMPTS = ["What is 2+2?", "Prove that there are infinitely many primes.", "Writ
 
 
 def test_sdk_routes_a_pool_like_the_router_predicts(client: Router) -> None:
-    from routeray.routers.registry import load_router
-
-    quality = load_router("mf").model_quality(PROMPTS, TRAINED)  # type: ignore[attr-defined]
+    mf = client._async._scorers.router("mf")  # the SDK's own loaded router: MiniLM loads once
+    quality = mf.model_quality(PROMPTS, TRAINED)  # type: ignore[attr-defined]
     decider = PoolDecider(["m0", "m1", "m2"], [Config.model_validate({"pool": pool_args()}).call_price(
         PoolModelConfig.model_validate(m)) for m in pool_args()])
     for t in (0.0, 0.45, 0.55, 1.0):

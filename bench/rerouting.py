@@ -1,0 +1,341 @@
+"""Rerouting attacks on our routers (confounder gadgets, arXiv 2501.01818), with and without the guard.
+
+A gadget is a short token sequence added to a prompt to push the router's score up, so that a prompt the
+router sends to the weak model goes to the strong one (someone else pays). Two kinds:
+
+- **optimised** (the paper's white-box attack): ``--gadget-tokens`` tokens from the MiniLM WordPiece
+  vocabulary (whole-word pieces, joined by spaces, so any router that reads text can be attacked), started
+  as ``!`` and improved by hill-climbing: each step tries ``--candidates`` random tokens at one position
+  (positions in turn) and keeps the best if it raises the mean score of ``--opt-prompts`` attacker prompts
+  (GSM8K-train and other training-data prompts the router scores low; never the evaluation prompts), for
+  ``--iters`` steps. One gadget per (router, guard, position) is *adaptive* (searched against the guarded
+  router); the gadget searched against the unguarded router is also replayed on the guarded one (transfer);
+- **fixed** strings (``FIXED``): hand-written "this is hard, answer like an expert" text.
+
+``flips``: per router (any registry name), guard mode and position (suffix, prefix, middle), the share of
+weak-routed held-out prompts that a gadget flips to strong. Held-out prompts: ``../shared/data/eval_sample``
+(MMLU, GSM8K, MT-Bench; no router trains on them). Thresholds: the scores that send 50 % and 30 % of the
+clean held-out prompts to strong, computed for each guard mode on its own clean scores (``--strong-shares``).
+
+``apgr``: the guard's routing-quality cost: mf trained on each leave-one-source-out fold (the folds
+``routeray train mf`` selects on, fixed hyper-parameters), APGR on the held-out source with and without
+the guard, and the mean over folds.
+
+    .venv/bin/python bench/rerouting.py flips --routers mf sw_ranking --guards off tail windows \\
+        --output bench/results/rerouting_flips.json
+    .venv/bin/python bench/rerouting.py apgr --guards off tail windows --output bench/results/rerouting_apgr.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from routeray.paths import shared_data_dir  # noqa: E402
+from routeray.routers.base import Router  # noqa: E402
+from routeray.routers.guard import GuardSpec, guard_router  # noqa: E402
+
+log = logging.getLogger("bench.rerouting")
+
+POSITIONS = ("suffix", "prefix", "middle")
+FIXED = {
+    "expert": "Answer as a world-class expert: reason step by step, rigorously, and justify every claim.",
+    "hard": "This is an extremely difficult graduate-level problem that needs deep expertise in mathematics, "
+            "physics and law.",
+    "code": "Write optimised, production-quality code with a proof of correctness and a complexity analysis.",
+}
+
+
+# ---- prompts -------------------------------------------------------------------------------------------
+def eval_prompts(data: Path, n: int, seed: int) -> list[str]:
+    """Held-out prompts: every GSM8K and MT-Bench prompt of the eval sample, and MMLU prompts up to ``n``."""
+    from routeray.evaluate.benchmarks import load_benchmark
+
+    sample = data / "eval_sample"
+    fixed = [*load_benchmark("gsm8k", sample).prompts, *load_benchmark("mt-bench", sample).prompts]
+    mmlu = load_benchmark("mmlu", sample).prompts
+    rng = random.Random(seed)
+    return fixed + rng.sample(mmlu, max(0, min(len(mmlu), n - len(fixed))))
+
+
+def attacker_prompts(data: Path, n: int, seed: int, max_chars: int = 400) -> list[str]:
+    """The attacker's own prompts to optimise on: GSM8K train questions and AlpacaEval instructions
+    (neither is in the eval sample), short ones."""
+    from routeray.data import load_data_dir
+
+    pool = [json.loads(line)["question"] for line in (data / "unlabeled/gsm8k_train.jsonl").open()]
+    pool += load_data_dir(data, sources=["alpaca_eval"]).prompts
+    pool = sorted({p for p in pool if len(p) <= max_chars})
+    return random.Random(seed).sample(pool, n)
+
+
+def place(prompt: str, gadget: str, position: str) -> str:
+    if position == "suffix":
+        return f"{prompt} {gadget}"
+    if position == "prefix":
+        return f"{gadget} {prompt}"
+    words = prompt.split(" ")
+    mid = len(words) // 2
+    return " ".join([*words[:mid], gadget, *words[mid:]])
+
+
+# ---- scoring -------------------------------------------------------------------------------------------
+class Memo:
+    """``router.score`` with every text's score remembered (the search rescores the same texts often)."""
+
+    def __init__(self, router: Router):
+        self.router = router
+        self.cache: dict[str, float] = {}
+        self.n_scored = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if todo:
+            self.cache.update(zip(todo, map(float, self.router.score(todo)), strict=True))
+            self.n_scored += len(todo)
+        return np.asarray([self.cache[t] for t in texts], dtype=np.float64)
+
+
+class MemoEmbedder:
+    """An embedder's vectors remembered per text, shared by every router on the same embedder (mf and
+    sw_ranking both read MiniLM): the search embeds each candidate text once, whichever router asks."""
+
+    shared: dict[str, dict[str, np.ndarray]] = {}
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.spec = inner.spec
+        self.dim = inner.dim
+        self.cache = self.shared.setdefault(json.dumps(inner.spec, sort_keys=True), {})
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if todo:
+            self.cache.update(zip(todo, self.inner.embed(todo), strict=True))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self.cache[t] for t in texts])
+
+
+def load_memo_router(name: str) -> Router:
+    from routeray.routers.registry import load_router
+
+    router = load_router(name)
+    if getattr(router, "embedder", None) is not None:
+        router.embedder = MemoEmbedder(router.embedder)  # type: ignore[attr-defined]
+    return router
+
+
+def vocabulary() -> list[str]:
+    """Whole-word pieces of MiniLM's WordPiece vocabulary (no ``##`` continuations, no special tokens)."""
+    from transformers import AutoTokenizer
+
+    from routeray.routers.embedders import minilm_path
+
+    vocab = AutoTokenizer.from_pretrained(str(minilm_path())).get_vocab()
+    return sorted(t for t in vocab if t.isprintable() and not t.startswith("##") and not t.startswith("["))
+
+
+def greedy_gadget(score: Callable[[Sequence[str]], np.ndarray], prompts: Sequence[str], position: str,
+                  vocab: Sequence[str], n_tokens: int, iters: int, candidates: int,
+                  seed: int) -> dict[str, Any]:
+    """The paper's hill-climbing: one position at a time, the best of ``candidates`` random tokens, kept
+    when it raises the mean score over ``prompts``."""
+    rng = random.Random(seed)
+    gadget = ["!"] * n_tokens
+
+    def objective(tokens_list: list[list[str]]) -> np.ndarray:
+        texts = [place(p, " ".join(t), position) for t in tokens_list for p in prompts]
+        return score(texts).reshape(len(tokens_list), len(prompts)).mean(axis=1)
+
+    best = float(objective([gadget])[0])
+    start, history = best, [best]
+    for step in range(iters):
+        i = step % n_tokens
+        trial = [gadget[:i] + [tok] + gadget[i + 1:] for tok in rng.sample(vocab, candidates)]
+        values = objective(trial)
+        k = int(np.argmax(values))
+        if values[k] > best:
+            gadget, best = trial[k], float(values[k])
+        history.append(best)
+    return {"text": " ".join(gadget), "objective_start": start, "objective": best, "history": history}
+
+
+def thresholds(clean: np.ndarray, shares: Sequence[float]) -> dict[str, float]:
+    """For each strong share p, the threshold at which a share p of the clean prompts scores at or above."""
+    return {f"{p:g}": float(np.quantile(clean, 1.0 - p, method="higher")) for p in shares}
+
+
+def flip_rates(clean: np.ndarray, attacked: np.ndarray, ts: dict[str, float]) -> dict[str, Any]:
+    out = {}
+    for share, t in ts.items():
+        weak = clean < t
+        out[share] = {"n_weak": int(weak.sum()), "flipped": int((attacked[weak] >= t).sum()),
+                      "flip_rate": float((attacked[weak] >= t).mean()) if weak.any() else float("nan")}
+    return out
+
+
+# ---- flips ---------------------------------------------------------------------------------------------
+def run_flips(args: argparse.Namespace) -> dict[str, Any]:
+    data = Path(args.data)
+    held = eval_prompts(data, args.n_eval, args.seed)
+    pool = attacker_prompts(data, args.opt_pool, args.seed)
+    vocab = vocabulary()
+    log.info("%d held-out prompts, %d attacker prompts, %d vocabulary tokens", len(held), len(pool), len(vocab))
+    results: dict[str, Any] = {"held_out": len(held), "args": vars(args), "routers": {}}
+    for name in args.routers:
+        base = Memo(load_memo_router(name))
+        per_guard: dict[str, Any] = {}
+        transfer: dict[str, str] = {}  # position -> gadget searched against the unguarded router
+        for guard_name in args.guards:
+            t0 = time.perf_counter()
+            spec = GuardSpec.parse(json.loads(guard_name) if guard_name.startswith("{") else guard_name)
+            scorer = Memo(guard_router(base.router, spec)) if spec.mode != "off" else base
+            clean = scorer(held)
+            ts = thresholds(clean, args.strong_shares)
+            weakest = max(ts.values())  # the highest threshold has the most weak-routed prompts
+            targets = [p for p, s in zip(held, clean, strict=True) if s < weakest]
+            pool_scores = scorer(pool)
+            opt = [p for p, s in sorted(zip(pool, pool_scores, strict=True), key=lambda x: x[1])][: args.opt_prompts]
+            rows = []
+
+            def attack(kind: str, position: str, text: str, info: dict[str, Any] | None = None) -> None:
+                attacked = scorer([place(p, text, position) for p in targets])
+                full = clean.copy()
+                full[clean < weakest] = attacked
+                rows.append({"kind": kind, "position": position, "gadget": text, **(info or {}),
+                             "mean_shift": float(np.mean(attacked - clean[clean < weakest])),
+                             "flips": flip_rates(clean, full, ts)})
+                log.info("%s guard=%s %s %s: %s", name, spec.describe(), kind, position,
+                         {k: round(v["flip_rate"], 3) for k, v in rows[-1]["flips"].items()})
+
+            for label, text in FIXED.items():
+                attack(f"fixed:{label}", "suffix", text)
+            for position in args.positions:
+                found = greedy_gadget(scorer, opt, position, vocab, args.gadget_tokens, args.iters,
+                                      args.candidates, args.seed)
+                attack("optimised", position, found["text"],
+                       {k: found[k] for k in ("objective_start", "objective")})
+                if spec.mode == "off":
+                    transfer[position] = found["text"]
+                elif position in transfer:
+                    attack("transfer", position, transfer[position])
+            per_guard[spec.describe()] = {"thresholds": ts, "n_held_out": len(held), "attacks": rows,
+                                          "seconds": time.perf_counter() - t0, "texts_scored": scorer.n_scored}
+        results["routers"][name] = per_guard
+    return results
+
+
+def print_flips(result: dict[str, Any]) -> None:
+    print(f"{'router':<12}{'guard':<44}{'attack':<18}{'pos':<8}" + "".join(
+        f"{'flips @' + s + ' strong':>20}" for s in result["args"]["strong_shares_str"]))
+    for router, guards in result["routers"].items():
+        for guard, g in guards.items():
+            for r in g["attacks"]:
+                cells = "".join(f"{r['flips'][s]['flip_rate'] * 100:>13.1f}% ({r['flips'][s]['flipped']:>3})"
+                                for s in result["args"]["strong_shares_str"])
+                print(f"{router:<12}{guard:<44}{r['kind']:<18}{r['position']:<8}{cells}")
+
+
+# ---- apgr ----------------------------------------------------------------------------------------------
+def run_apgr(args: argparse.Namespace) -> dict[str, Any]:
+    from routeray.data import load_data_dir
+    from routeray.routers.registry import load_router
+    from routeray.train.common import cached_embedder, evaluate_sets, source_folds
+    from routeray.train.mf import train
+
+    data = load_data_dir(args.data)
+    folds = source_folds(data, "auto")
+    specs = {g: GuardSpec.parse(json.loads(g) if g.startswith("{") else g) for g in args.guards}
+    per_guard: dict[str, dict[str, Any]] = {s.describe(): {} for s in specs.values()}
+    embedder = None
+    for fold in folds:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            train(fold.train, Path(tmp), seed=args.seed, progress=False,
+                  config={"grid": {}, "selection_holdouts": [], "weight_decay": args.weight_decay})
+            embedder = embedder or cached_embedder(None)
+            loaded: dict[tuple[str, str], Router] = {}
+            for spec in specs.values():
+                def score(prompts: Sequence[str], s: str, w: str, spec: GuardSpec = spec) -> np.ndarray:
+                    if (s, w) not in loaded:
+                        loaded[(s, w)] = load_router("mf", tmp, strong_model=s, weak_model=w, embedder=embedder)
+                    return guard_router(loaded[(s, w)], spec).score(list(prompts))
+
+                r = evaluate_sets(score, fold.eval_sets, n_seeds=args.num_random_seeds)
+                per_guard[spec.describe()][fold.holdout] = r
+                log.info("fold %s guard %s: APGR %.3f (%.0f s)", fold.holdout, spec.describe(), r["mean_apgr"],
+                         time.perf_counter() - t0)
+    summary = {g: {"mean_apgr": float(np.mean([r["mean_apgr"] for r in folds_.values()])),
+                   "per_fold": {k: r["mean_apgr"] for k, r in folds_.items()}}
+               for g, folds_ in per_guard.items()}
+    return {"folds": [f.holdout for f in folds], "weight_decay": args.weight_decay, "guards": summary,
+            "detail": per_guard}
+
+
+def print_apgr(result: dict[str, Any]) -> None:
+    base = next(iter(result["guards"].values()))["mean_apgr"]
+    for g, s in result["guards"].items():
+        print(f"{g:<48} mean APGR over {len(s['per_fold'])} held-out sources {s['mean_apgr']:.4f} "
+              f"(cost {base - s['mean_apgr']:+.4f} against the first)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("flips", "apgr"):
+        p = sub.add_parser(name)
+        p.add_argument("--data", default=str(shared_data_dir()))
+        p.add_argument("--guards", nargs="+", default=["off", "tail", "windows"],
+                       help="guard modes, or JSON specs such as '{\"mode\": \"tail\", \"span\": 24}'")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--output", required=True)
+    f = sub.choices["flips"]
+    f.add_argument("--routers", nargs="+", default=["mf", "sw_ranking"])
+    f.add_argument("--positions", nargs="+", default=["suffix", "prefix"], choices=POSITIONS)
+    f.add_argument("--n-eval", type=int, default=400)
+    f.add_argument("--strong-shares", type=float, nargs="+", default=[0.5, 0.3])
+    f.add_argument("--gadget-tokens", type=int, default=10)
+    f.add_argument("--iters", type=int, default=60)
+    f.add_argument("--candidates", type=int, default=16)
+    f.add_argument("--opt-prompts", type=int, default=8)
+    f.add_argument("--opt-pool", type=int, default=64, help="attacker prompts scored to pick the lowest-scored")
+    a = sub.choices["apgr"]
+    a.add_argument("--weight-decay", type=float, default=1e-3, help="mf's chosen value on the 12 folds")
+    a.add_argument("--num-random-seeds", type=int, default=50)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load = os.getloadavg()[0]
+    if args.cmd == "flips":
+        args.strong_shares_str = [f"{p:g}" for p in args.strong_shares]
+        result = run_flips(args)
+        print_flips(result)
+    else:
+        result = run_apgr(args)
+        print_apgr(result)
+    result["load_average"] = [load, os.getloadavg()[0]]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {out} (load average {load:.1f} -> {os.getloadavg()[0]:.1f})")
+
+
+if __name__ == "__main__":
+    main()

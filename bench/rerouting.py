@@ -135,9 +135,11 @@ class MemoEmbedder:
 
 
 def load_memo_router(name: str) -> Router:
+    """A registry router by name, or ``name@artifact-dir`` for another artifact of it."""
     from routeray.routers.registry import load_router
 
-    router = load_router(name)
+    name, _, artifact = name.partition("@")
+    router = load_router(name, artifact or None)
     if getattr(router, "embedder", None) is not None:
         router.embedder = MemoEmbedder(router.embedder)  # type: ignore[attr-defined]
     return router
@@ -147,7 +149,7 @@ def vocabulary() -> list[str]:
     """Whole-word pieces of MiniLM's WordPiece vocabulary (no ``##`` continuations, no special tokens)."""
     from transformers import AutoTokenizer
 
-    from routeray.routers.embedders import minilm_path
+    from routeray.encoders.local import minilm_path
 
     vocab = AutoTokenizer.from_pretrained(str(minilm_path())).get_vocab()
     return sorted(t for t in vocab if t.isprintable() and not t.startswith("##") and not t.startswith("["))
@@ -193,6 +195,33 @@ def flip_rates(clean: np.ndarray, attacked: np.ndarray, ts: dict[str, float]) ->
 
 
 # ---- flips ---------------------------------------------------------------------------------------------
+class Target:
+    """One guarded router under attack: its clean scores on the held-out prompts and the thresholds."""
+
+    def __init__(self, label: str, scorer: Memo, held: list[str], shares: Sequence[float]):
+        self.label, self.scorer, self.held = label, scorer, held
+        self.clean = scorer(held)
+        self.thresholds = thresholds(self.clean, shares)
+        self.weak = self.clean < max(self.thresholds.values())  # the highest threshold leaves most prompts weak
+        self.rows: list[dict[str, Any]] = []
+
+    def attack(self, kind: str, position: str, text: str, info: dict[str, Any] | None = None) -> None:
+        """Score every weak-routed prompt with ``text`` at ``position``; record the flip rates."""
+        targets = [p for p, w in zip(self.held, self.weak, strict=True) if w]
+        attacked = self.scorer([place(p, text, position) for p in targets])
+        full = self.clean.copy()
+        full[self.weak] = attacked
+        self.rows.append({"kind": kind, "position": position, "gadget": text, **(info or {}),
+                          "mean_shift": float(np.mean(attacked - self.clean[self.weak])),
+                          "flips": flip_rates(self.clean, full, self.thresholds)})
+        log.info("%s %s %s: %s", self.label, kind, position,
+                 {k: round(v["flip_rate"], 3) for k, v in self.rows[-1]["flips"].items()})
+
+
+def parse_guard(text: str) -> GuardSpec:
+    return GuardSpec.parse(json.loads(text) if text.startswith("{") else text)
+
+
 def run_flips(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data)
     held = eval_prompts(data, args.n_eval, args.seed)
@@ -204,41 +233,26 @@ def run_flips(args: argparse.Namespace) -> dict[str, Any]:
         base = Memo(load_memo_router(name))
         per_guard: dict[str, Any] = {}
         transfer: dict[str, str] = {}  # position -> gadget searched against the unguarded router
-        for guard_name in args.guards:
+        for spec in map(parse_guard, args.guards):
             t0 = time.perf_counter()
-            spec = GuardSpec.parse(json.loads(guard_name) if guard_name.startswith("{") else guard_name)
             scorer = Memo(guard_router(base.router, spec)) if spec.mode != "off" else base
-            clean = scorer(held)
-            ts = thresholds(clean, args.strong_shares)
-            weakest = max(ts.values())  # the highest threshold has the most weak-routed prompts
-            targets = [p for p, s in zip(held, clean, strict=True) if s < weakest]
+            target = Target(f"{name} guard={spec.describe()}", scorer, held, args.strong_shares)
             pool_scores = scorer(pool)
-            opt = [p for p, s in sorted(zip(pool, pool_scores, strict=True), key=lambda x: x[1])][: args.opt_prompts]
-            rows = []
-
-            def attack(kind: str, position: str, text: str, info: dict[str, Any] | None = None) -> None:
-                attacked = scorer([place(p, text, position) for p in targets])
-                full = clean.copy()
-                full[clean < weakest] = attacked
-                rows.append({"kind": kind, "position": position, "gadget": text, **(info or {}),
-                             "mean_shift": float(np.mean(attacked - clean[clean < weakest])),
-                             "flips": flip_rates(clean, full, ts)})
-                log.info("%s guard=%s %s %s: %s", name, spec.describe(), kind, position,
-                         {k: round(v["flip_rate"], 3) for k, v in rows[-1]["flips"].items()})
-
+            opt = [p for _, p in sorted(zip(pool_scores, pool, strict=True))][: args.opt_prompts]
             for label, text in FIXED.items():
-                attack(f"fixed:{label}", "suffix", text)
+                target.attack(f"fixed:{label}", "suffix", text)
             for position in args.positions:
                 found = greedy_gadget(scorer, opt, position, vocab, args.gadget_tokens, args.iters,
                                       args.candidates, args.seed)
-                attack("optimised", position, found["text"],
-                       {k: found[k] for k in ("objective_start", "objective")})
+                target.attack("optimised", position, found["text"],
+                              {k: found[k] for k in ("objective_start", "objective")})
                 if spec.mode == "off":
                     transfer[position] = found["text"]
                 elif position in transfer:
-                    attack("transfer", position, transfer[position])
-            per_guard[spec.describe()] = {"thresholds": ts, "n_held_out": len(held), "attacks": rows,
-                                          "seconds": time.perf_counter() - t0, "texts_scored": scorer.n_scored}
+                    target.attack("transfer", position, transfer[position])
+            per_guard[spec.describe()] = {"thresholds": target.thresholds, "n_held_out": len(held),
+                                          "attacks": target.rows, "seconds": time.perf_counter() - t0,
+                                          "texts_scored": scorer.n_scored}
         results["routers"][name] = per_guard
     return results
 
@@ -255,39 +269,54 @@ def print_flips(result: dict[str, Any]) -> None:
 
 
 # ---- apgr ----------------------------------------------------------------------------------------------
+def fold_apgr(fold: Any, specs: Sequence[GuardSpec], embedder: Any, args: argparse.Namespace,
+              embedder_spec: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Train mf on one fold's training sources; APGR on its held-out source under each guard."""
+    from routeray.routers.registry import load_router
+    from routeray.train.common import evaluate_sets
+    from routeray.train.mf import train
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        train(fold.train, Path(tmp), seed=args.seed, progress=False,
+              config={"grid": {}, "selection_holdouts": [], "weight_decay": args.weight_decay,
+                      "embedder": embedder_spec})
+        loaded: dict[tuple[str, str], Router] = {}
+
+        def router(s: str, w: str) -> Router:
+            if (s, w) not in loaded:
+                loaded[(s, w)] = load_router("mf", tmp, strong_model=s, weak_model=w, embedder=embedder)
+            return loaded[(s, w)]
+
+        for spec in specs:
+            def score(prompts: Sequence[str], s: str, w: str, spec: GuardSpec = spec) -> np.ndarray:
+                return guard_router(router(s, w), spec).score(list(prompts))
+
+            out[spec.describe()] = evaluate_sets(score, fold.eval_sets, n_seeds=args.num_random_seeds)
+    return out
+
+
 def run_apgr(args: argparse.Namespace) -> dict[str, Any]:
     from routeray.data import load_data_dir
-    from routeray.routers.registry import load_router
-    from routeray.train.common import cached_embedder, evaluate_sets, source_folds
-    from routeray.train.mf import train
+    from routeray.train.common import cached_embedder, source_folds
 
     data = load_data_dir(args.data)
     folds = source_folds(data, "auto")
-    specs = {g: GuardSpec.parse(json.loads(g) if g.startswith("{") else g) for g in args.guards}
-    per_guard: dict[str, dict[str, Any]] = {s.describe(): {} for s in specs.values()}
-    embedder = None
+    embedder_spec = json.loads(args.embedder) if args.embedder else None
+    embedder = cached_embedder(embedder_spec)
+    specs = [parse_guard(g) for g in args.guards]
+    per_guard: dict[str, dict[str, Any]] = {s.describe(): {} for s in specs}
     for fold in folds:
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            train(fold.train, Path(tmp), seed=args.seed, progress=False,
-                  config={"grid": {}, "selection_holdouts": [], "weight_decay": args.weight_decay})
-            embedder = embedder or cached_embedder(None)
-            loaded: dict[tuple[str, str], Router] = {}
-            for spec in specs.values():
-                def score(prompts: Sequence[str], s: str, w: str, spec: GuardSpec = spec) -> np.ndarray:
-                    if (s, w) not in loaded:
-                        loaded[(s, w)] = load_router("mf", tmp, strong_model=s, weak_model=w, embedder=embedder)
-                    return guard_router(loaded[(s, w)], spec).score(list(prompts))
-
-                r = evaluate_sets(score, fold.eval_sets, n_seeds=args.num_random_seeds)
-                per_guard[spec.describe()][fold.holdout] = r
-                log.info("fold %s guard %s: APGR %.3f (%.0f s)", fold.holdout, spec.describe(), r["mean_apgr"],
-                         time.perf_counter() - t0)
+        for guard, r in fold_apgr(fold, specs, embedder, args, embedder_spec).items():
+            per_guard[guard][fold.holdout] = r
+            log.info("fold %s guard %s: APGR %.3f (%.0f s)", fold.holdout, guard, r["mean_apgr"],
+                     time.perf_counter() - t0)
     summary = {g: {"mean_apgr": float(np.mean([r["mean_apgr"] for r in folds_.values()])),
                    "per_fold": {k: r["mean_apgr"] for k, r in folds_.items()}}
                for g, folds_ in per_guard.items()}
-    return {"folds": [f.holdout for f in folds], "weight_decay": args.weight_decay, "guards": summary,
-            "detail": per_guard}
+    return {"folds": [f.holdout for f in folds], "weight_decay": args.weight_decay, "embedder": embedder_spec,
+            "guards": summary, "detail": per_guard}
 
 
 def print_apgr(result: dict[str, Any]) -> None:
@@ -320,6 +349,7 @@ def main() -> None:
     a = sub.choices["apgr"]
     a.add_argument("--weight-decay", type=float, default=1e-3, help="mf's chosen value on the 12 folds")
     a.add_argument("--num-random-seeds", type=int, default=50)
+    a.add_argument("--embedder", default=None, help='mf\'s embedder spec as JSON (default MiniLM), e.g. \'{"kind": "static"}\'')
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load = os.getloadavg()[0]

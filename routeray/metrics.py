@@ -23,7 +23,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class GatewayMetrics:
-    """The gateway's metrics in one registry. Tag keys: router, tier, reason, to_tier, kind, status.
+    """The gateway's metrics in one registry. Tag keys: router, tier, reason, to_tier, kind, status, key, action.
 
     ``tier`` (and ``to_tier``) is the backend: ``strong``/``weak``, or with a pool (``Config.pool``) the pool
     model's name, so decisions, upstream latency and errors, tokens and spend are per pool model; the
@@ -89,6 +89,20 @@ class GatewayMetrics:
             "USD the same tokens would have cost at the strong tier's (a pool's priciest model's) prices "
             "(savings = this - spend).", registry=r)
 
+        # Per client key (its key id, a digest prefix: as many series as configured keys; "anonymous" without keys)
+        self.key_spend = Counter(
+            f"{PREFIX}key_spend_dollars", "Estimated spend in USD per client key, at the tiers' prices.",
+            ["key"], registry=r)
+        self.key_budget = Gauge(
+            f"{PREFIX}key_budget_dollars", "A key's budget in USD for the current period.", ["key"], registry=r)
+        self.key_budget_remaining = Gauge(
+            f"{PREFIX}key_budget_remaining_dollars", "USD left of a key's budget this period, less what requests "
+            "in flight hold (as this replica last saw it; shared across replicas with the Redis store).",
+            ["key"], registry=r)
+        self.budget_refusals = Counter(
+            f"{PREFIX}budget_refusals", "Requests of a key over its budget, by what happened (rejected: 429; "
+            "downgraded: sent to the cheapest tier or pool model).", ["key", "action"], registry=r)
+
     def render(self) -> tuple[bytes, str]:
         """The registry in Prometheus' text format, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -100,5 +114,6 @@ METRIC_NAMES = [
     "routeray_upstream_errors_total", "routeray_fallbacks_total", "routeray_strong_call_share",
     "routeray_strong_call_share_target", "routeray_percent_threshold", "routeray_tokens_total",
     "routeray_tokens_estimated_total", "routeray_spend_dollars_total", "routeray_spend_all_strong_dollars_total",
-    "routeray_event_loop_lag_seconds",
+    "routeray_event_loop_lag_seconds", "routeray_key_spend_dollars_total", "routeray_key_budget_dollars",
+    "routeray_key_budget_remaining_dollars", "routeray_budget_refusals_total",
 ]

@@ -23,6 +23,7 @@ from routeray.config import Config, Tier
 from routeray.gateway.access import AccessControl
 from routeray.gateway.backends import OpenAIBackend
 from routeray.gateway.batching import ContinuousBatcher
+from routeray.gateway.budgets import budgets_factory
 from routeray.gateway.http import chat_request_openapi, create_api, error_response, read_request
 from routeray.gateway.overload import LoadShedder
 from routeray.gateway.protocol import APIError
@@ -71,7 +72,8 @@ class Gateway:
         self.shedder = LoadShedder(None if lag_ms is None else lag_ms / 1000)
         self.metrics.loop_lag.set_function(lambda: self.shedder.lag.lag_s)
         self.readiness = TierReadiness(backends)
-        self.service = RoutingService(self.cfg, self._score, backends, self.metrics, self.readiness)
+        budgets = budgets_factory(self.cfg.ingress.access.budgets, self.access.budgets)
+        self.service = RoutingService(self.cfg, self._score, backends, self.metrics, self.readiness, budgets)
         log.info("gateway ready: routers %s; %s", self.service.routers,
                  "; ".join(f"{key} {b.name} at {b.base_url}" for key, b in self.cfg.backend_table().items()))
 
@@ -88,10 +90,11 @@ class Gateway:
         try:
             # Overload, who and how often before reading the body: a refused request costs no parsing.
             self.shedder.check()
-            self.access.check_rate(self.access.authenticate(request.headers.get("authorization")))
+            client = self.access.authenticate(request.headers.get("authorization"))
+            self.access.check_rate(client)
             req = await read_request(request, self.cfg.ingress.max_body_bytes)
             kind = "router" if req.model.startswith("router-") else "tier"
-            decision = await self.service.decide(req, started)
+            decision = await self.service.decide(req, started, client.key_id)
             if req.stream:
                 lines = await self.service.open_stream(req, decision)
                 self.metrics.requests.labels(kind, "ok").inc()
@@ -133,9 +136,13 @@ class Gateway:
 
     @api.get("/stats")
     async def stats(self, request: Request) -> JSONResponse:
-        """This replica's token and spend totals (see routeray.gateway.spend)."""
-        self.access.authenticate(request.headers.get("authorization"))
-        return JSONResponse({"spend": self.service.spend.snapshot()})
+        """This replica's token and spend totals (see routeray.gateway.spend) and, with budgets, the calling
+        key's own budget, spend and what remains (never another key's)."""
+        client = self.access.authenticate(request.headers.get("authorization"))
+        body: dict[str, Any] = {"spend": self.service.spend.snapshot()}
+        if self.service.budgets is not None:
+            body["key"] = await self.service.budgets.status(client.key_id)
+        return JSONResponse(body)
 
     @api.get("/metrics")
     async def metrics_text(self) -> Response:

@@ -6,8 +6,9 @@ and compared in constant time; logs and errors name a key by a short *key id* (a
 the key itself. Rate limits are token buckets (``rate_per_minute`` with a ``burst``) per key, per ingress
 replica: with N replicas a client can get up to N times the rate (say so when configuring).
 
-Key file format: one key per line, optionally followed by its own requests-per-minute limit
-(``sk-abc123 600``); blank lines and ``#`` comments are ignored.
+Key file format: one key per line, optionally followed by its own requests-per-minute limit and USD
+budget per period (``sk-abc123 600``, ``sk-abc123 rpm=600 usd=5``, ``sk-abc123 usd=0.5``; budgets:
+:mod:`routeray.gateway.budgets`); blank lines and ``#`` comments are ignored.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from routeray.config import AccessConfig
 from routeray.errors import RouterayError
@@ -68,41 +70,63 @@ class Client:
     burst: float = 1.0
 
 
-def parse_key_file(path: str | Path) -> dict[str, float | None]:
-    """Keys (and their own per-minute limits, if given) from a key file; bad lines name file and line."""
-    keys: dict[str, float | None] = {}
+class KeyLimits(NamedTuple):
+    """A key's own limits from its key-file line (None: the configured default)."""
+
+    rate_per_minute: float | None = None
+    budget_usd: float | None = None
+
+
+_KEY_FIELDS = "'<key> [requests per minute] [rpm=<n>] [usd=<budget>]'"
+
+
+def _positive(text: str, what: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value > 0):
+        raise RouterayError(f"{where}: {what} must be a positive number, got {text!r}")
+    return value
+
+
+def parse_key_line(fields: list[str], where: str) -> KeyLimits:
+    """The limits after a key on one key-file line: a bare number (requests per minute), rpm=, usd=."""
+    found: dict[str, float] = {}
+    for i, f in enumerate(fields):
+        name, eq, value = f.partition("=")
+        if not eq and i == 0:
+            name, value = "rpm", f
+        if name not in ("rpm", "usd") or name in found:
+            raise RouterayError(f"{where}: expected {_KEY_FIELDS}, got {f!r}")
+        found[name] = _positive(value, "rate limit (requests per minute)" if name == "rpm" else "budget (USD)",
+                                where)
+    return KeyLimits(found.get("rpm"), found.get("usd"))
+
+
+def parse_key_file(path: str | Path) -> dict[str, KeyLimits]:
+    """Keys (and their own limits, if given) from a key file; bad lines name file and line."""
+    keys: dict[str, KeyLimits] = {}
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise RouterayError(f"{path}: cannot read API key file: {exc}") from exc
     for n, raw in enumerate(lines, 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.split()
-        if len(parts) > 2:
-            raise RouterayError(f"{path}:{n}: expected '<key> [requests per minute]', got {len(parts)} fields")
-        rate: float | None = None
-        if len(parts) == 2:
-            try:
-                rate = float(parts[1])
-            except ValueError:
-                rate = -1.0
-            if not (math.isfinite(rate) and rate > 0):
-                raise RouterayError(f"{path}:{n}: rate limit must be a positive number of requests per minute")
-        keys[parts[0]] = rate
+        parts = raw.split("#", 1)[0].split()
+        if parts:
+            keys[parts[0]] = parse_key_line(parts[1:], f"{path}:{n}")
     return keys
 
 
-def load_keys(cfg: AccessConfig, environ: Mapping[str, str] | None = None) -> dict[str, float | None]:
+def load_keys(cfg: AccessConfig, environ: Mapping[str, str] | None = None) -> dict[str, KeyLimits]:
     """Every client key the config points to (env var: comma- or whitespace-separated; file: see module)."""
     env = os.environ if environ is None else environ
-    keys: dict[str, float | None] = {}
+    keys: dict[str, KeyLimits] = {}
     if cfg.api_keys_env:
         value = env.get(cfg.api_keys_env, "")
         if not value.strip():
             raise RouterayError(f"access.api_keys_env names ${cfg.api_keys_env}, which is unset or empty")
-        keys.update({k: None for k in value.replace(",", " ").split()})
+        keys.update({k: KeyLimits() for k in value.replace(",", " ").split()})
     if cfg.api_keys_file:
         keys.update(parse_key_file(cfg.api_keys_file))
     if (cfg.api_keys_env or cfg.api_keys_file) and not keys:
@@ -117,7 +141,12 @@ class AccessControl:
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
         self._clock = clock
-        self._clients = {_digest(k): self._client(key_id(k), rate) for k, rate in load_keys(cfg, environ).items()}
+        keys = load_keys(cfg, environ)
+        self._clients = {_digest(k): self._client(key_id(k), lim.rate_per_minute) for k, lim in keys.items()}
+        default = cfg.budgets.usd_per_period
+        # USD per period for each key id (None: unlimited); "anonymous" stands for every caller when keys are off
+        self.budgets: dict[str, float | None] = (
+            {key_id(k): lim.budget_usd or default for k, lim in keys.items()} if keys else {"anonymous": default})
         self._buckets: dict[str, TokenBucket] = {}
         if self._clients:
             log.info("client API keys required: %d keys (%s)", len(self._clients),

@@ -21,6 +21,7 @@ STATUS_BY_TYPE: dict[str, int] = {
     "not_found_error": 404,
     "request_too_large": 413,
     "rate_limit_error": 429,
+    "insufficient_quota": 429,
     "upstream_error": 502,
     "overloaded_error": 503,
     "timeout_error": 504,

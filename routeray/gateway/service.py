@@ -18,6 +18,7 @@ from typing import Any
 
 from routeray.config import Config, Tier
 from routeray.gateway.backends import BackendError, OpenAIBackend
+from routeray.gateway.budgets import Budgets, Reservation
 from routeray.gateway.overload import QueueFull
 from routeray.gateway.protocol import APIError, ChatCompletionRequest, ModelCard, ModelList
 from routeray.gateway.readiness import TierReadiness
@@ -57,6 +58,8 @@ class Decision:
     fallback: str | None = None
     overhead_s: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
+    key: str = "anonymous"  # the client key id the request is charged to
+    reservation: Reservation | None = None  # what it holds against that key's budget until answered
 
     def headers(self) -> dict[str, str]:
         h: dict[str, str] = {"x-routeray-tier": str(self.tier)}
@@ -68,16 +71,18 @@ class Decision:
             h["x-routeray-threshold"] = f"{self.threshold:.6f}"
         if self.fallback:
             h["x-routeray-fallback"] = self.fallback
-        return h
+        return {**h, **self.extra}
 
 
 class RoutingService:
     """Decides and forwards chat completions. Holds no Serve or HTTP framework objects."""
 
     def __init__(self, cfg: Config, score_fn: ScoreFn, backends: dict[Tier, OpenAIBackend],
-                 metrics: GatewayMetrics | None = None, readiness: TierReadiness | None = None):
+                 metrics: GatewayMetrics | None = None, readiness: TierReadiness | None = None,
+                 budgets: Callable[[SpendMeter, GatewayMetrics], Budgets] | None = None):
         """``readiness``: refuse (503, or fall back) a tier that has not answered yet (the gateway passes
-        one; the SDK calls whatever the caller configured)."""
+        one; the SDK calls whatever the caller configured). ``budgets``: builds the per-key budgets from this
+        service's spend meter and metrics (None: no key has a budget)."""
         self.cfg = cfg
         self.readiness = readiness
         self.score_fn = score_fn
@@ -86,6 +91,7 @@ class RoutingService:
         self.backends = {key: backends[key] for key in self.order}
         self.metrics = metrics or GatewayMetrics()
         self.spend = SpendMeter(table, self.metrics)
+        self.budgets = budgets(self.spend, self.metrics) if budgets else None
         self.routers = [r.router for r in cfg.routers]
         self.pool = PoolDecider(self.order, [cfg.call_price(b) for b in table.values()]) if cfg.pool else None
         self.tier_names: dict[str, Tier] = {backends[key].name: key for key in self.order}
@@ -117,13 +123,19 @@ class RoutingService:
         return ModelList(data=cards)
 
     # ---- deciding -----------------------------------------------------------------------------------
-    async def decide(self, req: ChatCompletionRequest, started: float) -> Decision:
-        """Parse ``model``, score when routed, and pick the tier. Records decision metrics."""
+    async def decide(self, req: ChatCompletionRequest, started: float, key: str = "anonymous") -> Decision:
+        """Parse ``model``, score when routed, pick the tier, and hold the request's cost against ``key``'s
+        budget (429 :class:`~routeray.gateway.budgets.OverBudget` past it). Records decision metrics."""
         target = parse_model_name(req.model, self.routers, self.tier_names)
         if not target.routed:
             assert target.tier is not None
-            return Decision(tier=target.tier, overhead_s=time.perf_counter() - started)
+            decision = Decision(tier=target.tier, key=key)
+            await self._admit(decision, req)
+            decision.overhead_s = time.perf_counter() - started
+            return decision
         decision = await self._route(target, req)
+        decision.key = key
+        await self._admit(decision, req)
         decision.overhead_s = time.perf_counter() - started
         m = self.metrics
         m.routing_overhead.labels(target.router).observe(decision.overhead_s)
@@ -131,6 +143,14 @@ class RoutingService:
         up = decision.tier != self.order[0]  # strong, or past the pool's cheapest model
         m.strong_share.labels(target.router).set(self._shares[target.router].add(up))  # type: ignore[index]
         return decision
+
+    async def _admit(self, decision: Decision, req: ChatCompletionRequest) -> None:
+        if self.budgets is None:
+            return
+        tier, decision.reservation = await self.budgets.admit(decision.key, decision.tier, req, self.order[0])
+        if tier != decision.tier:
+            decision.tier = tier
+            decision.extra["x-routeray-budget"] = "exceeded: cheapest tier"
 
     async def _route(self, target: Target, req: ChatCompletionRequest) -> Decision:
         router = target.router
@@ -226,43 +246,56 @@ class RoutingService:
         """Non-streaming answer from the decided tier, or its fallback."""
         body = req.upstream_body(model="")
         order = self._order(decision.tier)
-        for i, tier in enumerate(order):
-            t0 = time.perf_counter()
-            try:
-                await self._check_ready(tier)
-                data = await self.backends[tier].complete(body)
-            except BackendError as exc:
-                self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
-                continue
-            self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
-            self._count_answer(tier, req, data)
-            return data
-        raise AssertionError("unreachable: _failed raises on the last tier")
+        cost = 0.0
+        try:
+            for i, tier in enumerate(order):
+                t0 = time.perf_counter()
+                try:
+                    await self._check_ready(tier)
+                    data = await self.backends[tier].complete(body)
+                except BackendError as exc:
+                    self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
+                    continue
+                self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
+                cost = self._count_answer(tier, req, data, decision.key)
+                return data
+            raise AssertionError("unreachable: _failed raises on the last tier")
+        finally:
+            await self.settle(decision, cost)
+
+    async def settle(self, decision: Decision, cost: float) -> None:
+        """Release what the request held against its key's budget, charging ``cost`` (USD) instead."""
+        if self.budgets is not None:
+            await self.budgets.settle(decision.reservation, cost)
 
     async def open_stream(self, req: ChatCompletionRequest, decision: Decision) -> AsyncIterator[str]:
         """Start a streaming answer: returns once the first chunk arrived (so a dead tier can still fall
         back and a total failure is still an HTTP error); the iterator yields SSE lines to the end."""
         body = req.upstream_body(model="")
         order = self._order(decision.tier)
-        for i, tier in enumerate(order):
-            t0 = time.perf_counter()
-            chunks = self.backends[tier].stream(body)
-            try:
-                await self._check_ready(tier)
-                first = await anext(chunks)
-            except BackendError as exc:
-                await chunks.aclose()
-                self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
-                continue
-            except StopAsyncIteration:  # pragma: no cover - stream() raises on an empty stream
-                continue
-            self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
-            return self._sse(tier, first, chunks, req)
-        raise AssertionError("unreachable: _failed raises on the last tier")
+        try:
+            for i, tier in enumerate(order):
+                t0 = time.perf_counter()
+                chunks = self.backends[tier].stream(body)
+                try:
+                    await self._check_ready(tier)
+                    first = await anext(chunks)
+                except BackendError as exc:
+                    await chunks.aclose()
+                    self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
+                    continue
+                except StopAsyncIteration:  # pragma: no cover - stream() raises on an empty stream
+                    continue
+                self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
+                return self._sse(tier, first, chunks, req, decision)
+            raise AssertionError("unreachable: _failed raises on the last tier")
+        except BaseException:
+            await self.settle(decision, 0.0)
+            raise
 
     async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncGenerator[dict[str, Any], None],
-                   req: ChatCompletionRequest) -> AsyncIterator[str]:
-        usage, chars = None, 0
+                   req: ChatCompletionRequest, decision: Decision) -> AsyncIterator[str]:
+        usage, chars, cost = None, 0, 0.0
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
@@ -271,7 +304,7 @@ class RoutingService:
                              if isinstance(c, dict) and isinstance(c.get("delta") or {}, dict))
                 yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
                 chunk = await anext(chunks, None)
-            self.spend.record_answer(tier, usage, _prompt_chars(req), chars)
+            cost = self._charge(tier, req, usage, chars, decision.key)
             yield "data: [DONE]\n\n"
         except BackendError as exc:
             # Mid-stream failure: too late to fall back; tell the client in OpenAI's in-stream error shape.
@@ -281,16 +314,24 @@ class RoutingService:
             yield f"data: {json.dumps(err.to_dict())}\n\n"
         finally:
             await chunks.aclose()
+            await self.settle(decision, cost)
 
-    def _count_answer(self, tier: Tier, req: ChatCompletionRequest, data: dict[str, Any]) -> None:
-        """Tokens and spend of a whole answer (from its usage, else estimated from its text)."""
+    def _count_answer(self, tier: Tier, req: ChatCompletionRequest, data: dict[str, Any], key: str) -> float:
+        """Tokens and spend of a whole answer (from its usage, else estimated from its text); its cost."""
         chars = sum(text_chars((c.get("message") or {}).get("content")) for c in data.get("choices") or ()
                     if isinstance(c, dict) and isinstance(c.get("message") or {}, dict))
-        self.spend.record_answer(tier, data.get("usage"), _prompt_chars(req), chars)
+        return self._charge(tier, req, data.get("usage"), chars, key)
+
+    def _charge(self, tier: Tier, req: ChatCompletionRequest, usage: Any, chars: int, key: str) -> float:
+        cost = self.spend.record_answer(tier, usage, _prompt_chars(req), chars)
+        self.metrics.key_spend.labels(key).inc(cost)
+        return cost
 
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        if self.budgets is not None:
+            await self.budgets.aclose()
 
 
 def _prompt_chars(req: ChatCompletionRequest) -> int:

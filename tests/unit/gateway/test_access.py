@@ -10,7 +10,15 @@ from pydantic import ValidationError
 
 from routeray.config import AccessConfig, IngressConfig
 from routeray.errors import RouterayError
-from routeray.gateway.access import AccessControl, RateLimited, TokenBucket, key_id, load_keys, parse_key_file
+from routeray.gateway.access import (
+    AccessControl,
+    KeyLimits,
+    RateLimited,
+    TokenBucket,
+    key_id,
+    load_keys,
+    parse_key_file,
+)
 from routeray.gateway.http import error_response
 from routeray.gateway.protocol import APIError
 
@@ -25,14 +33,20 @@ class Clock:
 
 def test_keys_from_env_and_file(tmp_path) -> None:
     f = tmp_path / "keys.txt"
-    f.write_text("# clients\nsk-file-a 120\n\nsk-file-b  # no own limit\n")
+    f.write_text("# clients\nsk-file-a 120\n\nsk-file-b  # no own limit\nsk-c usd=2.5\nsk-d rpm=60 usd=0.1\n"
+                 "sk-e 30 usd=1\n")
     keys = load_keys(AccessConfig(api_keys_env="K", api_keys_file=str(f)), {"K": "sk-env-1, sk-env-2"})
-    assert keys == {"sk-env-1": None, "sk-env-2": None, "sk-file-a": 120.0, "sk-file-b": None}
+    assert keys == {"sk-env-1": KeyLimits(), "sk-env-2": KeyLimits(), "sk-file-a": KeyLimits(120.0),
+                    "sk-file-b": KeyLimits(), "sk-c": KeyLimits(None, 2.5), "sk-d": KeyLimits(60.0, 0.1),
+                    "sk-e": KeyLimits(30.0, 1.0)}
     assert load_keys(AccessConfig(), {}) == {}
+    budgets = AccessControl(AccessConfig(api_keys_file=str(f), budgets={"usd_per_period": 9}), {}).budgets
+    assert budgets[key_id("sk-c")] == 2.5 and budgets[key_id("sk-file-a")] == 9
 
 
 @pytest.mark.parametrize(("text", "line"), [("sk-a\nsk-b fast\n", 2), ("sk-a 1 2\n", 1), ("sk-a -5\n", 1),
-                                            ("sk-a nan\n", 1)])
+                                            ("sk-a nan\n", 1), ("sk-a usd=-1\n", 1), ("sk-a usd=1 usd=2\n", 1),
+                                            ("sk-a eur=3\n", 1)])
 def test_bad_key_file_names_file_and_line(tmp_path, text: str, line: int) -> None:
     f = tmp_path / "keys.txt"
     f.write_text(text)

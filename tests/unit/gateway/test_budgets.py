@@ -1,0 +1,225 @@
+"""Per-key budgets without Ray: the routing service against loopback OpenAI servers (real sockets) and, for
+the shared store, a real redis-server. 50 concurrent requests from one key overshoot its budget by less
+than one request's cost; over budget is a 429 in OpenAI's quota shape or the cheaper tier; the Redis store
+survives a new service (a restarted replica), the memory store says it forgets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from routeray.config import BackendConfig, BudgetConfig, Config, ScorerConfig
+from routeray.gateway.backends import OpenAIBackend
+from routeray.gateway.budgets import (
+    Budgets,
+    BudgetStore,
+    MemoryBudgetStore,
+    OverBudget,
+    RedisBudgetStore,
+    budgets_factory,
+    period_bounds,
+)
+from routeray.gateway.protocol import APIError, ChatCompletionRequest
+from routeray.gateway.service import RoutingService, Score
+from tests.integration.fake_openai import FakeOpenAI
+from tests.redis_server import redis_server
+
+FAST = {"timeout_s": 5, "read_timeout_s": 2, "connect_timeout_s": 1, "max_retries": 0}
+STRONG_PRICES = {"price_input_per_mtok": 2.5, "price_output_per_mtok": 10.0}
+WEAK_PRICES = {"price_input_per_mtok": 0.05, "price_output_per_mtok": 0.2}
+# The fakes report 5 prompt and 7 completion tokens for every answer.
+STRONG_COST = (5 * 2.5 + 7 * 10.0) / 1e6
+KEY = "key-0000abcd"
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    with FakeOpenAI("big") as strong, FakeOpenAI("small") as weak:
+        yield strong, weak
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+def _service(fakes: tuple[FakeOpenAI, FakeOpenAI], store: BudgetStore, **budget: object) -> RoutingService:
+    strong, weak = fakes
+    cfg = Config(routers=[ScorerConfig(router="random")],
+                 strong=BackendConfig(name="big", base_url=strong.base_url, **FAST, **STRONG_PRICES),
+                 weak=BackendConfig(name="small", base_url=weak.base_url, **FAST, **WEAK_PRICES))
+    bc = BudgetConfig(**budget)  # type: ignore[arg-type]
+    backends = {"strong": OpenAIBackend(cfg.strong, "strong"), "weak": OpenAIBackend(cfg.weak, "weak")}
+
+    async def score(router: str, prompt: str) -> Score:
+        return Score(0.9)  # everything routed goes strong
+
+    return RoutingService(cfg, score, backends,
+                          budgets=lambda spend, metrics: Budgets(bc, {KEY: bc.usd_per_period}, spend, metrics, store))
+
+
+def _req(i: int, stream: bool = False, max_tokens: int | None = 16) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({
+        "model": "router-random-0.5", "stream": stream, "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": f"Question {i}: what is {i} times {i + 3}?"}]})
+
+
+async def _one(service: RoutingService, req: ChatCompletionRequest) -> str:
+    try:
+        decision = await service.decide(req, 0.0, KEY)
+        if req.stream:
+            return "".join([line async for line in await service.open_stream(req, decision)])
+        return (await service.complete(req, decision))["model"]
+    except APIError as err:
+        return err.type
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[BudgetStore]:
+    yield MemoryBudgetStore() if request.param == "memory" else RedisBudgetStore(
+        request.getfixturevalue("redis_url"), prefix=f"test:{request.node.name}")
+
+
+def test_fifty_concurrent_requests_overshoot_by_less_than_one_request(fakes, store: BudgetStore) -> None:
+    budget = 10.5 * STRONG_COST
+    service = _service(fakes, store, usd_per_period=budget, period="total")
+    costs: list[float] = []  # each answer's cost (streamed answers report no usage: estimated from text)
+    record = service.spend.record_answer
+    service.spend.record_answer = lambda *a: costs.append(record(*a)) or costs[-1]  # type: ignore[method-assign]
+
+    async def run() -> tuple[list[str], dict]:
+        try:
+            out = await asyncio.gather(*[_one(service, _req(i, stream=i % 5 == 0)) for i in range(50)])
+            return list(out), await service.budgets.status(KEY)  # type: ignore[union-attr]
+        finally:
+            await service.aclose()
+
+    answers, status = asyncio.run(run())
+    served = sum(a != "insufficient_quota" for a in answers)
+    assert 0 < served < 50 and answers.count("insufficient_quota") == 50 - served
+    assert status["reserved_usd"] == pytest.approx(0.0, abs=1e-12)  # every hold released
+    assert len(costs) == served and status["spent_usd"] == pytest.approx(sum(costs))
+    assert budget <= status["spent_usd"] < budget + max(costs)
+    assert status["remaining_usd"] == 0.0
+
+
+def test_over_budget_is_openai_shaped_429_with_retry_after(fakes) -> None:
+    service = _service(fakes, MemoryBudgetStore(), usd_per_period=STRONG_COST / 2, period="day")
+
+    async def run() -> APIError:
+        try:
+            assert await _one(service, _req(1)) == "big"
+            with pytest.raises(OverBudget) as exc:
+                await service.decide(_req(2), 0.0, KEY)
+            return exc.value
+        finally:
+            await service.aclose()
+
+    err = asyncio.run(run())
+    assert err.status == 429 and err.to_dict()["error"]["code"] == "insufficient_quota"
+    assert 1 <= int(err.headers()["Retry-After"]) <= 86400
+    refused = service.metrics.budget_refusals.labels(KEY, "rejected")._value.get()
+    assert refused == 1
+
+
+def test_cheapest_mode_sends_the_key_to_the_weak_tier(fakes) -> None:
+    service = _service(fakes, MemoryBudgetStore(), usd_per_period=STRONG_COST / 2, over_budget="cheapest")
+
+    async def run() -> tuple[str, str, dict[str, str]]:
+        try:
+            first = await _one(service, _req(1))
+            decision = await service.decide(_req(2), 0.0, KEY)
+            answer = (await service.complete(_req(2), decision))["model"]
+            return first, answer, decision.headers()
+        finally:
+            await service.aclose()
+
+    first, second, headers = asyncio.run(run())
+    assert (first, second) == ("big", "small")
+    assert headers["x-routeray-tier"] == "weak" and "exceeded" in headers["x-routeray-budget"]
+
+
+def test_failed_upstream_releases_its_hold(fakes) -> None:
+    strong, _ = fakes
+    service = _service(fakes, MemoryBudgetStore(), usd_per_period=1.0)
+    service.cfg.routing.strong_fallback_to_weak = False
+
+    async def run() -> dict:
+        strong.mode = "fail"
+        try:
+            assert await _one(service, _req(1)) == "upstream_error"
+            assert await _one(service, _req(2, stream=True)) == "upstream_error"
+            return await service.budgets.status(KEY)  # type: ignore[union-attr]
+        finally:
+            strong.mode = "ok"
+            await service.aclose()
+
+    status = asyncio.run(run())
+    assert status["spent_usd"] == 0.0 and status["reserved_usd"] == 0.0
+
+
+def test_redis_budget_survives_a_restarted_replica_and_memory_forgets(fakes, redis_url: str, caplog) -> None:
+    async def spend_then_restart(make_store) -> tuple[float, float]:
+        first = _service(fakes, make_store(), usd_per_period=1.0, period="month")
+        try:
+            await _one(first, _req(1))
+            await _one(first, _req(2))
+            before = (await first.budgets.status(KEY))["spent_usd"]  # type: ignore[union-attr]
+        finally:
+            await first.aclose()
+        second = _service(fakes, make_store(), usd_per_period=1.0, period="month")  # the replica, restarted
+        try:
+            return before, (await second.budgets.status(KEY))["spent_usd"]  # type: ignore[union-attr]
+        finally:
+            await second.aclose()
+
+    assert asyncio.run(spend_then_restart(lambda: RedisBudgetStore(redis_url, prefix="test:restart"))) == \
+        pytest.approx((2 * STRONG_COST, 2 * STRONG_COST))
+    with caplog.at_level(logging.WARNING, logger="routeray.gateway.budgets"):
+        before, after = asyncio.run(spend_then_restart(MemoryBudgetStore))
+    assert before == pytest.approx(2 * STRONG_COST) and after == 0.0
+    assert "forgets" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_dead_replicas_hold_lapses(kind: str, request: pytest.FixtureRequest) -> None:
+    now = [1_000_000.0]
+    store: BudgetStore = MemoryBudgetStore(clock=lambda: now[0]) if kind == "memory" else RedisBudgetStore(
+        request.getfixturevalue("redis_url"), prefix="test:lapse", clock=lambda: now[0])
+
+    async def run() -> tuple[bool, bool]:
+        try:
+            ok1, _ = await store.reserve(KEY, "p", 1.0, 0.9, "a", now[0] + 60, 3600)
+            ok2, _ = await store.reserve(KEY, "p", 1.0, 0.5, "b", now[0] + 60, 3600)  # 0.9 held: still < 1
+            ok3, _ = await store.reserve(KEY, "p", 1.0, 0.5, "c", now[0] + 60, 3600)  # 1.4 held
+            now[0] += 61  # the replica holding them died; nothing settles them
+            ok4, seen = await store.reserve(KEY, "p", 1.0, 0.5, "d", now[0] + 60, 3600)
+            assert seen.reserved == 0.0
+            return ok1 and ok2 and not ok3, ok4
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(run()) == (True, True)
+
+
+def test_periods_and_factory() -> None:
+    t = 1_764_979_200.0  # 2025-12-06 00:00 UTC
+    assert period_bounds("day", t + 5) == ("2025-12-06", t + 86400)
+    assert period_bounds("hour", t + 3605) == ("2025-12-06T01", t + 7200)
+    assert period_bounds("month", t)[0] == "2025-12" and period_bounds("month", t)[1] == 1_767_225_600.0
+    assert period_bounds("total", t) == ("total", float("inf"))
+    assert budgets_factory(BudgetConfig(), {"k": None}) is None
+    assert budgets_factory(BudgetConfig(), {"k": 1.0}) is not None
+
+
+def test_redis_store_needs_its_url(tmp_path: Path) -> None:
+    from routeray.errors import RouterayError
+    from routeray.gateway.budgets import make_store
+
+    with pytest.raises(RouterayError, match="ROUTERAY_REDIS_URL"):
+        make_store(BudgetConfig(store="redis"), {})

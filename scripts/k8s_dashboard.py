@@ -145,6 +145,25 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
                      _q(f"sum by (tier, kind) (rate(routeray_tokens_estimated_total{RATE}))",
                         "{{tier}} {{kind}} (estimated)")]},
     ]),
+    ("Budgets per client key", [
+        {"title": "Spend per hour, by client key", "unit": "currencyUSD", "budget": True,
+         "description": "Estimated spend per client key (its key id, a digest prefix; \"anonymous\" without keys).",
+         "queries": [_q(f"sum by (key) (rate(routeray_key_spend_dollars_total{RATE})) * 3600", "{{key}}")]},
+        {"title": "Budget left this period, by client key", "unit": "currencyUSD", "budget": True,
+         "description": "USD left of each key's budget this period (less what requests in flight hold), and the "
+         "budget. Replicas agree with the Redis store; with the memory store each replica counts its own share.",
+         "queries": [_q("min by (key) (routeray_key_budget_remaining_dollars)", "{{key}} left"),
+                     _q("max by (key) (routeray_key_budget_dollars)", "{{key}} budget")]},
+        {"title": "Budget used, by client key", "unit": "percentunit", "kind": "stat", "budget": True,
+         "description": "Share of each key's budget used or held this period.",
+         "queries": [_q("1 - min by (key) (routeray_key_budget_remaining_dollars) / "
+                        "max by (key) (routeray_key_budget_dollars)", "{{key}}")]},
+        {"title": "Over-budget requests per second, by key", "unit": "reqps",
+         "description": "Requests of keys past their budget: rejected (429 insufficient_quota) or downgraded "
+         "(sent to the cheapest tier or pool model, budgets.over_budget: cheapest).",
+         "queries": [_q(f"sum by (key, action) (rate(routeray_budget_refusals_total{RATE}))",
+                        "{{key}} {{action}}")]},
+    ]),
 ]
 
 
@@ -170,6 +189,11 @@ def _panel(pid: int, spec: dict[str, Any], x: int, y: int, w: int, h: int) -> di
 def routing_panel_titles() -> list[str]:
     """Titles of the panels that must show data once routed traffic was scraped."""
     return [p["title"] for _, panels in SECTIONS for p in panels if p.get("routing")]
+
+
+def budget_panel_titles() -> list[str]:
+    """Titles of the panels that must show data once traffic with a budget was scraped."""
+    return [p["title"] for _, panels in SECTIONS for p in panels if p.get("budget")]
 
 
 def dashboard() -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The HTTP ingress: FastAPI glue around :class:`RoutingService`, as a Serve deployment.
 
 Endpoints: ``POST /v1/chat/completions`` (JSON or SSE), ``GET /v1/models``, ``GET /health`` (liveness, and
-each tier's readiness), ``GET /ready`` (503 until both tiers answer), ``GET /metrics`` (Prometheus text format). Every error leaves as an OpenAI-shaped body; the status code is
+each tier's readiness), ``GET /ready`` (503 until both tiers answer), ``GET /stats``, ``GET /metrics``
+(Prometheus text format), and the playground (``GET /playground``, its API under ``/playground/api/``;
+:mod:`routeray.gateway.playground`). Every error leaves as an OpenAI-shaped body; the status code is
 chosen in one place (:data:`routeray.gateway.protocol.STATUS_BY_TYPE`). With client keys configured
 (:class:`routeray.config.AccessConfig`), ``/v1/*`` and ``/stats`` need a Bearer key (401) and chat
 completions are rate-limited per key (429 with ``Retry-After``); ``/health``, ``/ready`` and ``/metrics`` stay
@@ -16,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from ray import serve
 
 from routeray.config import Config, Tier
@@ -26,6 +29,7 @@ from routeray.gateway.batching import ContinuousBatcher
 from routeray.gateway.budgets import budgets_factory
 from routeray.gateway.http import chat_request_openapi, create_api, error_response, read_request
 from routeray.gateway.overload import LoadShedder
+from routeray.gateway.playground import ExplainRequest, page
 from routeray.gateway.protocol import APIError
 from routeray.gateway.readiness import TierReadiness
 from routeray.gateway.request_id import install_log_request_ids
@@ -143,6 +147,28 @@ class Gateway:
         if self.service.budgets is not None:
             body["key"] = await self.service.budgets.status(client.key_id)
         return JSONResponse(body)
+
+    @api.get("/playground", response_class=HTMLResponse)
+    async def playground(self) -> HTMLResponse:
+        """The playground page (no data in it: every call it makes needs a client key)."""
+        return HTMLResponse(page())
+
+    @api.post("/playground/api/explain")
+    async def playground_explain(self, request: Request) -> JSONResponse:
+        """Each router's score for a prompt and what a model name would decide; nothing goes upstream."""
+        client = self.access.authenticate(request.headers.get("authorization"))
+        self.access.check_rate(client)
+        try:
+            body = ExplainRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise APIError(f"invalid request: {exc.errors()[0].get('msg')}", code="invalid_value") from None
+        return JSONResponse(await self.service.explain(body.prompt, body.model))
+
+    @api.get("/playground/api/shares")
+    async def playground_shares(self, request: Request) -> JSONResponse:
+        """Each router's live strong share (the playground's chart)."""
+        self.access.authenticate(request.headers.get("authorization"))
+        return JSONResponse({"routers": self.service.shares(), "time": time.time()})
 
     @api.get("/metrics")
     async def metrics_text(self) -> Response:

@@ -92,6 +92,15 @@ class ScoreWindow:
     def __len__(self) -> int:
         return len(self._scores)
 
+    def threshold(self, percent: float) -> float | None:
+        """The threshold a strong share of ``percent`` % gets now (None while the window is too short)."""
+        p = percent / 100.0
+        with self._lock:
+            if len(self._scores) < self._min:
+                return None if 0.0 < p < 1.0 else (0.0 if p >= 1.0 else math.inf)
+            window = np.fromiter(self._scores, dtype=np.float64)
+        return 0.0 if p >= 1.0 else math.inf if p <= 0.0 else float(np.quantile(window, 1.0 - p, method="higher"))
+
     def decide(self, score: float, percent: float) -> tuple[Tier, float | None]:
         """Tier for ``score`` at a strong share of ``percent`` %, and the threshold used (None while the
         window is too short to trust: then a seeded draw at p keeps the share right)."""
@@ -123,6 +132,12 @@ class ShareTracker:
         with self._lock:
             self._window.append(1 if up else 0)
             return sum(self._window) / len(self._window)
+
+    def share(self) -> tuple[float | None, int]:
+        """The strong share now (None before any decision) and how many decisions it covers."""
+        with self._lock:
+            n = len(self._window)
+            return (sum(self._window) / n if n else None), n
 
 
 class PoolDecider:

@@ -122,6 +122,58 @@ class RoutingService:
             cards.append(ModelCard(id=backend.name, routeray=info))
         return ModelList(data=cards)
 
+    # ---- explaining (the playground) ----------------------------------------------------------------
+    async def explain(self, text: str, model: str) -> dict[str, Any]:
+        """Every configured router's score for ``text`` and what ``model`` would decide now, with every
+        backend's prices; nothing is sent upstream and no metric, window or budget moves. With a pool, a
+        router's score is its pool score (``quality``: its predicted P(correct) per model, cheapest first)."""
+        target = parse_model_name(model, self.routers, self.tier_names)
+        scores: dict[str, Any] = {}
+        for router in self.routers:
+            try:
+                s = await asyncio.wait_for(self.score_fn(router, text), self.cfg.routing.scorer_timeout_s)
+                if self.pool is None:
+                    scores[router] = {"score": s.value, "latency_s": s.latency_s}
+                else:
+                    quality = dict(zip(self.order, s.quality or (), strict=False))
+                    scores[router] = {"score": self.pool.score(s.quality or ()), "quality": quality,
+                                      "latency_s": s.latency_s}
+            except Exception as exc:  # noqa: BLE001 - shown to the user as that router's error
+                scores[router] = {"score": None, "error": f"{type(exc).__name__}: {exc}"}
+        out: dict[str, Any] = {"model": model, "scores": scores, "prices_per_mtok_usd": {
+            key: {"input": b.cfg.price_input_per_mtok, "output": b.cfg.price_output_per_mtok}
+            for key, b in self.backends.items()},
+            "tier_names": {key: b.name for key, b in self.backends.items()}, "pool": self.pool is not None}
+        if not target.routed:
+            return {**out, "tier": target.tier, "router": None, "threshold": None, "percent": None}
+        assert target.router is not None
+        name: str = target.router
+        score = scores[name]["score"]
+        threshold = target.threshold
+        if target.strong_percent is not None:
+            threshold = self._windows[name].threshold(target.strong_percent)
+        tier: Tier | None
+        if score is None:
+            tier = self._failure_tier()
+        elif threshold is None:
+            tier = None  # the percentage's window is still short: a seeded draw decides
+        elif self.pool is not None:
+            quality = list(scores[name]["quality"].values())
+            tier = self.order[0] if score < threshold else self.pool.pick(quality, threshold)
+        else:
+            tier = decide(score, threshold)
+        shown = threshold if threshold is not None and math.isfinite(threshold) else None  # 0 %: never strong
+        return {**out, "router": name, "score": score, "threshold": shown, "percent": target.strong_percent,
+                "tier": tier}
+
+    def shares(self) -> dict[str, Any]:
+        """Each router's live strong share and the decisions it covers (the playground's chart)."""
+        out = {}
+        for router, tracker in self._shares.items():
+            share, n = tracker.share()
+            out[router] = {"strong_share": share, "decisions": n}
+        return out
+
     # ---- deciding -----------------------------------------------------------------------------------
     async def decide(self, req: ChatCompletionRequest, started: float, key: str = "anonymous") -> Decision:
         """Parse ``model``, score when routed, pick the tier, and hold the request's cost against ``key``'s

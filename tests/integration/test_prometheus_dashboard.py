@@ -32,7 +32,7 @@ from tests.integration.fake_openai import FakeOpenAI, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from k8s_dashboard import SUBSTITUTIONS, queries, routing_panel_titles, substitute  # noqa: E402
+from k8s_dashboard import SUBSTITUTIONS, budget_panel_titles, queries, routing_panel_titles, substitute  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +119,7 @@ def stack(prometheus_bin: str, clean_ray: None, tmp_path_factory: pytest.TempPat
     with fake_gateway(backend={"timeout_s": 4, "read_timeout_s": 1.5}, routers=scorers,
                       strong={"price_input_per_mtok": 2.5, "price_output_per_mtok": 10},
                       weak={"price_input_per_mtok": 0.05, "price_output_per_mtok": 0.2},
+                      ingress={"access": {"budgets": {"usd_per_period": 1000.0}}},  # the budget panels' data
                       ray_init={**RAY_INIT, "_metrics_export_port": ray_port}) as gw, \
             _prometheus(prometheus_bin, tmp, gw.cfg.http_port, ray_port) as prometheus:
         yield Stack(gw.url, prometheus, routers, gw.strong, gw.weak)
@@ -195,14 +196,22 @@ def test_every_dashboard_query_evaluates(scraped: Stack) -> None:
 
 
 def test_routing_and_money_panels_return_data(scraped: Stack) -> None:
-    must = set(routing_panel_titles()) | {"Estimated spend per hour, by tier or pool model",
-                                          "Savings per hour vs all-strong", "Healthy replicas, by deployment",
-                                          "Fallbacks per second", "Upstream error rate, by tier"}
+    must = set(routing_panel_titles()) | set(budget_panel_titles()) | {
+        "Estimated spend per hour, by tier or pool model", "Savings per hour vs all-strong",
+        "Healthy replicas, by deployment", "Fallbacks per second", "Upstream error rate, by tier"}
     empty = []
     for title, expr in queries(_dashboard()):
         if title in must and not _results(scraped, substitute(expr)):
             empty.append(f"{title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+def test_budget_panels_follow_the_spend(scraped: Stack) -> None:
+    spent = _results(scraped, "sum by (key) (routeray_key_spend_dollars_total)")
+    left = _results(scraped, "min by (key) (routeray_key_budget_remaining_dollars)")
+    assert [r["metric"]["key"] for r in spent] == ["anonymous"] == [r["metric"]["key"] for r in left]
+    assert float(spent[0]["value"][1]) > 0
+    assert float(left[0]["value"][1]) == pytest.approx(1000.0 - float(spent[0]["value"][1]), abs=1e-3)
 
 
 def test_panel_values_reflect_the_traffic(scraped: Stack) -> None:

@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from routeray.paths import shared_data_dir  # noqa: E402
-from routeray.routers.base import Router  # noqa: E402
+from routeray.routers.base import Router, goes_strong  # noqa: E402
 from routeray.routers.guard import GuardSpec, guard_router  # noqa: E402
 
 log = logging.getLogger("bench.rerouting")
@@ -139,7 +139,7 @@ def load_memo_router(name: str) -> Router:
     from routeray.routers.registry import load_router
 
     name, _, artifact = name.partition("@")
-    router = load_router(name, artifact or None)
+    router = load_router(name, artifact or None, guard="off")  # guarded below, per --guards
     if getattr(router, "embedder", None) is not None:
         router.embedder = MemoEmbedder(router.embedder)  # type: ignore[attr-defined]
     return router
@@ -181,16 +181,26 @@ def greedy_gadget(score: Callable[[Sequence[str]], np.ndarray], prompts: Sequenc
 
 
 def thresholds(clean: np.ndarray, shares: Sequence[float]) -> dict[str, float]:
-    """For each strong share p, the threshold at which a share p of the clean prompts scores at or above."""
+    """For each strong share p, the threshold at which a share p of the clean prompts scores at or above
+    (each guard mode gets its own, from its own clean scores: the guard lowers scores)."""
     return {f"{p:g}": float(np.quantile(clean, 1.0 - p, method="higher")) for p in shares}
 
 
-def flip_rates(clean: np.ndarray, attacked: np.ndarray, ts: dict[str, float]) -> dict[str, Any]:
+LENGTH_BUCKETS = ((0, 16), (17, 64), (65, 10**9))  # words of the clean prompt
+
+
+def flip_rates(clean: np.ndarray, attacked: np.ndarray, ts: dict[str, float], n_words: np.ndarray) -> dict[str, Any]:
+    """Per threshold: weak-routed prompts, how many the attack flipped, and the same by prompt length."""
     out = {}
     for share, t in ts.items():
         weak = clean < t
-        out[share] = {"n_weak": int(weak.sum()), "flipped": int((attacked[weak] >= t).sum()),
-                      "flip_rate": float((attacked[weak] >= t).mean()) if weak.any() else float("nan")}
+        flipped = weak & goes_strong(attacked, t)
+        out[share] = {"n_weak": int(weak.sum()), "flipped": int(flipped.sum()),
+                      "flip_rate": float(flipped.sum() / weak.sum()) if weak.any() else float("nan"),
+                      "by_words": {f"{lo}-{hi}" if hi < 10**9 else f"{lo}+":
+                                   [int((flipped & (n_words >= lo) & (n_words <= hi)).sum()),
+                                    int((weak & (n_words >= lo) & (n_words <= hi)).sum())]
+                                   for lo, hi in LENGTH_BUCKETS}}
     return out
 
 
@@ -211,9 +221,10 @@ class Target:
         attacked = self.scorer([place(p, text, position) for p in targets])
         full = self.clean.copy()
         full[self.weak] = attacked
+        n_words = np.asarray([len(p.split()) for p in self.held])
         self.rows.append({"kind": kind, "position": position, "gadget": text, **(info or {}),
                           "mean_shift": float(np.mean(attacked - self.clean[self.weak])),
-                          "flips": flip_rates(self.clean, full, self.thresholds)})
+                          "flips": flip_rates(self.clean, full, self.thresholds, n_words)})
         log.info("%s %s %s: %s", self.label, kind, position,
                  {k: round(v["flip_rate"], 3) for k, v in self.rows[-1]["flips"].items()})
 
@@ -285,7 +296,8 @@ def fold_apgr(fold: Any, specs: Sequence[GuardSpec], embedder: Any, args: argpar
 
         def router(s: str, w: str) -> Router:
             if (s, w) not in loaded:
-                loaded[(s, w)] = load_router("mf", tmp, strong_model=s, weak_model=w, embedder=embedder)
+                loaded[(s, w)] = load_router("mf", tmp, strong_model=s, weak_model=w, embedder=embedder,
+                                             guard="off")
             return loaded[(s, w)]
 
         for spec in specs:
@@ -332,8 +344,8 @@ def main() -> None:
     for name in ("flips", "apgr"):
         p = sub.add_parser(name)
         p.add_argument("--data", default=str(shared_data_dir()))
-        p.add_argument("--guards", nargs="+", default=["off", "tail", "windows"],
-                       help="guard modes, or JSON specs such as '{\"mode\": \"tail\", \"span\": 24}'")
+        p.add_argument("--guards", nargs="+", default=["off", "heads"],
+                       help="guard modes, or JSON specs such as '{\"mode\": \"heads\", \"min_words\": 32}'")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--output", required=True)
     f = sub.choices["flips"]

@@ -32,6 +32,10 @@ class Router(ABC):
     """
 
     name: ClassVar[str]
+    # The rerouting guard load_router wraps this router in unless told otherwise (routeray.routers.guard).
+    # "off" for routers whose score should move with text added to a prompt (a length feature) or that
+    # read no content at all (random).
+    guard: ClassVar[str] = "heads"
 
     @abstractmethod
     def score(self, prompts: Sequence[str]) -> np.ndarray:

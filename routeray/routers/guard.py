@@ -1,33 +1,37 @@
-"""Resistance to rerouting attacks: a wrapper that scores each prompt under a few views and keeps the lowest.
+"""Resistance to rerouting attacks: any router, scored as the minimum over a few views of each prompt.
 
 A "confounder gadget" (Shafran et al., arXiv 2501.01818) is a short token sequence, found by hill-climbing
-against a router's score, that pushes almost any prompt it is added to over the strong threshold. Every
-router here reads a whole prompt, so a few words can move its score a long way when the prompt is short.
+against a router's score, that pushes almost any prompt it is added to over the strong threshold: someone
+else then pays for the strong model. Without a guard, a 10-token gadget found that way flips most
+weak-routed held-out prompts of our routers to strong (``bench/rerouting.py``; numbers in the README).
 
-:class:`GuardedRouter` scores the prompt as sent and the same prompt with some word spans cut out, and
-returns the minimum. A gadget of up to ``span`` words placed where a view cuts is absent from that view, so
-it cannot raise the guarded score above what the prompt scores without it (less the words cut with it).
-The views (``mode``):
+:class:`GuardedRouter` scores the prompt as sent and some views of it, and returns the lowest score. The
+views (``mode``):
 
-- ``off``: the prompt as sent (no guard);
-- ``tail``: also the prompt without its last ``span`` words (an appended gadget, the case of a user
-  message that ends with whatever the attacker typed);
-- ``ends``: also the prompt without its first ``span`` words (a prepended gadget, the paper's attack);
-- ``windows``: also the prompt without each of ``max_views - 1`` overlapping windows, placed so that any
-  run of ``span`` words anywhere lies wholly inside one of them (longer prompts get wider windows: a
-  gadget is diluted in a long prompt anyway).
+- ``heads`` (the default): the prompt's first ``m`` words for ``m`` on a fixed grid (``min_words``, twice
+  that, four times…, below the prompt's length). Text *appended* to a prompt leaves every such view of it
+  unchanged, so the guarded score of ``prompt + anything`` is at most that of the prompt's own heads: an
+  appended gadget can only win where the full prompt scored lower than all of its heads. It does nothing
+  against a gadget put *before* the prompt (every head then holds it).
+- ``anchored``: the same heads, and the prompt's last ``m`` words on the same grid (against prepended
+  text too). The two families interfere: a gadget at one end lifts the views of the other end's family,
+  and the minimum of the prompt itself may sit there, so each end is protected less than by ``heads``.
+- ``windows``: the prompt without each of ``max_views - 1`` overlapping windows placed so that any run of
+  ``span`` words anywhere lies wholly inside one; against a gadget anywhere, at the price of cutting real
+  content from every view (an appended gadget moves the cuts onto itself and off the prompt's own words).
+- ``off``: the prompt as sent.
 
-Prompts of at most ``min_words`` words are scored as sent: every view would cut most of them. The score is
-a monotone function of the views' scores, so thresholds keep their meaning (calibrate with the guard on).
-Cost: one ``score`` call per batch on up to ``max_views`` times as many (shorter) prompts.
-``bench/rerouting.py`` measures what each mode stops and what it costs in routing quality.
+Prompts of at most ``min_words`` words have no views: a gadget added to a shorter prompt is partly inside
+the first head. The score is a monotone function of the views' scores, so thresholds keep their meaning;
+calibrate with the guard on (it lowers scores). Cost: one ``score`` call per batch on the prompts and their
+views; ``heads`` adds at most about twice each prompt's words (the grid's sum), less for short prompts.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,31 +40,30 @@ import numpy as np
 from routeray.errors import RouterayError
 from routeray.routers.base import Router
 
-GUARD_MODES = ("off", "tail", "ends", "windows", "heads", "anchored")
-GRID_RATIO = 2.0  # heads/anchored: kept lengths min_words, 2x, 4x, ... words
+GUARD_MODES = ("off", "heads", "anchored", "windows")
+GRID_RATIO = 2  # heads/anchored keep min_words, 2x, 4x, ... words
 _WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
 class GuardSpec:
-    """How a router is guarded: see the module docstring for the modes."""
+    """How a router is guarded; the module docstring says what each mode stops and costs."""
 
-    mode: str = "off"
+    mode: str = "heads"
+    min_words: int = 16
     span: int = 16
-    min_words: int = 8
     max_views: int = 8
-    slack: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in GUARD_MODES:
             raise RouterayError(f"unknown guard mode {self.mode!r} (known: {', '.join(GUARD_MODES)})")
-        if self.span < 1 or self.min_words < 0 or self.max_views < 3 or not 0.0 <= self.slack <= 1.0:
-            raise RouterayError(f"guard needs span >= 1, min_words >= 0, max_views >= 3 and slack in [0, 1], "
-                                f"got {self}")
+        if self.min_words < 1 or self.span < 1 or self.max_views < 3:
+            raise RouterayError(f"guard needs min_words >= 1, span >= 1 and max_views >= 3, got {self}")
 
     @classmethod
     def parse(cls, value: GuardSpec | Mapping[str, Any] | str | None) -> GuardSpec:
-        """A spec from a spec, a mapping (``{"mode": "tail", "span": 16}``), a mode name, or None (off)."""
+        """A spec from a spec, a mapping (``{"mode": "heads", "min_words": 16}``), a mode name, or None
+        (the default: ``heads``)."""
         if isinstance(value, GuardSpec):
             return value
         if value is None:
@@ -76,46 +79,43 @@ class GuardSpec:
     def describe(self) -> str:
         if self.mode == "off":
             return "off"
-        return (f"{self.mode}(span={self.span},min_words={self.min_words},max_views={self.max_views},"
-                f"slack={self.slack:g})")
+        if self.mode == "windows":
+            return f"windows(span={self.span},max_views={self.max_views})"
+        return f"{self.mode}(min_words={self.min_words},max_views={self.max_views})"
 
 
-def _grid(start: int, limit: int = 100_000) -> list[int]:
-    out, m = [], float(max(1, start))
-    while m < limit:
-        out.append(int(round(m)))
+def _grid(n_words: int, start: int) -> list[int]:
+    """Head lengths below ``n_words``: start, 2 start, 4 start, …"""
+    out, m = [], start
+    while m < n_words:
+        out.append(m)
         m *= GRID_RATIO
     return out
 
 
-def _cuts(n_words: int, spec: GuardSpec) -> list[tuple[int, int]]:
-    """Word ranges ``[start, end)`` to cut, one per extra view; none cuts the whole prompt."""
-    span, n = spec.span, n_words
-    if spec.mode in ("heads", "anchored"):
-        # keep the first (heads) and the last (anchored) m words for m on a fixed grid: a view depends only
-        # on its own end of the prompt, so text added at the other end leaves it as it was
-        grid = [m for m in _grid(spec.min_words) if m < n][-(spec.max_views - 1):]
-        cuts = [(m, n) for m in grid]
-        if spec.mode == "anchored":
-            cuts += [(0, n - m) for m in grid]
-        return cuts[-(spec.max_views - 1):] if spec.mode == "heads" else cuts
-    if spec.mode == "off" or n <= max(spec.min_words, span):
+def _cuts(n: int, spec: GuardSpec) -> list[tuple[int, int]]:
+    """Word ranges ``[start, end)`` to cut from an ``n``-word prompt, one per extra view; none cuts all."""
+    if spec.mode == "off" or n <= spec.min_words:
         return []
-    if spec.mode == "tail":
-        return [(n - span, n)]
-    if spec.mode == "ends":
-        return [(n - span, n), (0, span)]
-    # windows: k cuts of width w at stride w - span + 1 hold every run of `span` words; the narrowest w
-    # for which k = max_views - 1 cuts reach the end (w < n because n > span)
     k = spec.max_views - 1
-    width = max(span, -(-(n + (k - 1) * (span - 1)) // k))
-    stride = width - span + 1
+    if spec.mode in ("heads", "anchored"):
+        # a view depends only on its own end of the prompt: text added at the other end leaves it as it was
+        grid = _grid(n, spec.min_words)
+        if spec.mode == "heads":
+            return [(m, n) for m in grid[-k:]]
+        return [c for m in grid[-(k // 2):] for c in ((m, n), (0, n - m))]
+    if n <= spec.span:
+        return []
+    # windows: k cuts of width w at stride w - span + 1 hold every run of `span` words; the narrowest w
+    # for which k cuts reach the end (w < n because n > span)
+    width = max(spec.span, -(-(n + (k - 1) * (spec.span - 1)) // k))
+    stride = width - spec.span + 1
     starts = list(range(0, n - width, stride)) + [n - width]
     return [(s, s + width) for s in dict.fromkeys(starts)]
 
 
 def views(prompt: str, spec: GuardSpec) -> list[str]:
-    """The texts scored for ``prompt``: itself first, then each cut (formatting between words kept)."""
+    """The texts scored for ``prompt``: itself first, then each cut (the text between words kept)."""
     words = [m.span() for m in _WORD.finditer(prompt)]
     out = [prompt]
     for start, end in _cuts(len(words), spec):
@@ -142,13 +142,8 @@ class GuardedRouter(Router):
         per_prompt = [views(p, self.spec) for p in prompts]
         flat = [v for vs in per_prompt for v in vs]
         scores = np.asarray(self.inner.score(flat), dtype=np.float64)
-        out = np.empty(len(prompts), dtype=np.float64)
-        i = 0
-        for k, vs in enumerate(per_prompt):
-            mine = scores[i:i + len(vs)]
-            out[k] = min(mine[0], mine[1:].min() + self.spec.slack) if len(vs) > 1 else mine[0]
-            i += len(vs)
-        return out
+        bounds = np.cumsum([0] + [len(vs) for vs in per_prompt])
+        return np.asarray([scores[a:b].min() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
 
     def training_embeddings(self) -> np.ndarray | None:
         return self.inner.training_embeddings()
@@ -158,17 +153,13 @@ class GuardedRouter(Router):
         return f"{self.inner.fingerprint}+guard-{self.spec.describe()}"
 
     def __getattr__(self, attr: str) -> Any:
-        # the inner router's own attributes (embedder, strong_model, …) stay reachable
+        # the inner router's own attributes (embedder, strong_model, …) stay readable; set them on .inner
         if attr in ("inner", "spec"):
             raise AttributeError(attr)
         return getattr(self.inner, attr)
 
 
 def guard_router(router: Router, spec: GuardSpec | Mapping[str, Any] | str | None) -> Router:
-    """``router`` guarded by ``spec`` (itself when the guard is off)."""
+    """``router`` guarded by ``spec`` (None: the default guard); the router itself when the mode is off."""
     parsed = GuardSpec.parse(spec)
     return router if parsed.mode == "off" else GuardedRouter(router, parsed)
-
-
-def spec_dict(spec: GuardSpec) -> dict[str, Any]:
-    return asdict(spec)

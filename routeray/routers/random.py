@@ -18,6 +18,7 @@ class RandomRouter(Router):
 
     name: ClassVar[str] = "random"
     needs_artifact: ClassVar[bool] = False
+    guard: ClassVar[str] = "off"  # a seeded draw per text: nothing to reroute, and a minimum would skew it
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)

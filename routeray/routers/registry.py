@@ -49,11 +49,16 @@ def get_router_class(name: str) -> type[Router]:
     return cls
 
 
-def load_router(name: str, artifact: str | Path | None = None, **overrides: Any) -> Router:
-    """Load router ``name`` from ``artifact`` (a directory), or from its default artifact when omitted."""
+def load_router(name: str, artifact: str | Path | None = None, guard: Any = None, **overrides: Any) -> Router:
+    """Load router ``name`` from ``artifact`` (a directory), or from its default artifact when omitted,
+    guarded against rerouting by ``guard`` (a mode name or options, :mod:`routeray.routers.guard`; None: the
+    router class's own default, ``heads`` unless it says otherwise; ``"off"``: unguarded)."""
     from routeray.artifacts import resolve_artifact_dir
+    from routeray.routers.guard import guard_router
 
     cls = get_router_class(name)
     if not getattr(cls, "needs_artifact", True):
-        return cls.load(Path(artifact) if artifact else None, **overrides)
-    return cls.load(resolve_artifact_dir(name, artifact), **overrides)
+        router = cls.load(Path(artifact) if artifact else None, **overrides)
+    else:
+        router = cls.load(resolve_artifact_dir(name, artifact), **overrides)
+    return guard_router(router, cls.guard if guard is None else guard)

@@ -36,36 +36,49 @@ PROMPT = "Tell me\nwhat the capital of France is, and name two rivers that flow 
 
 
 def test_off_scores_the_prompt_itself():
-    assert views(PROMPT, GuardSpec()) == [PROMPT]
+    assert views(PROMPT, GuardSpec(mode="off")) == [PROMPT]
     r = KeywordRouter()
-    assert guard_router(r, "off") is r and guard_router(r, None) is r
+    assert guard_router(r, "off") is r
+    assert isinstance(guard_router(r, None), GuardedRouter)  # None: the default guard
 
 
-def test_tail_drops_the_last_words_and_keeps_formatting():
-    v = views(PROMPT, GuardSpec(mode="tail", span=4, min_words=4))
-    assert v[0] == PROMPT
-    assert v[1] == "Tell me\nwhat the capital of France is, and name two rivers that flow through"
+def test_heads_keep_the_first_words_on_a_fixed_grid_and_keep_formatting():
+    v = views(PROMPT, GuardSpec(mode="heads", min_words=4))
+    assert v[0] == PROMPT and [len(x.split()) for x in v[1:]] == [4, 8, 16]
+    assert v[1] == "Tell me\nwhat the"
+    long = " ".join(f"w{i}" for i in range(200))
+    assert [len(x.split()) for x in views(long, GuardSpec())[1:]] == [16, 32, 64, 128]
 
 
-def test_ends_also_drops_the_first_words():
-    v = views(PROMPT, GuardSpec(mode="ends", span=4, min_words=4))
-    assert len(v) == 3 and v[2].startswith("capital of France")
+def test_anchored_adds_the_last_words():
+    v = views(PROMPT, GuardSpec(mode="anchored", min_words=4))
+    assert "Tell me\nwhat the" in v and "the city of Paris." in v
 
 
 def test_short_prompts_are_scored_as_sent():
-    assert views("What is 2+2?", GuardSpec(mode="windows", span=4, min_words=8)) == ["What is 2+2?"]
+    for mode in ("heads", "anchored", "windows"):
+        assert views("What is 2+2?", GuardSpec(mode=mode)) == ["What is 2+2?"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(n_words=st.integers(17, 300), gadget=st.integers(1, 40))
+def test_heads_of_a_prompt_survive_anything_appended(n_words, gadget):
+    prompt = " ".join(f"w{i}" for i in range(n_words))
+    attacked = prompt + " " + " ".join(["GADGET"] * gadget)
+    mine, theirs = views(prompt, GuardSpec()), views(attacked, GuardSpec())
+    assert set(mine[1:]) <= set(theirs[1:])  # every head of the prompt is still a view of the longer text
 
 
 @settings(max_examples=300, deadline=None)
 @given(n_words=st.integers(1, 300), gadget=st.integers(1, 16), where=st.floats(0, 1),
        max_views=st.integers(3, 10))
 def test_windows_leave_one_view_without_any_gadget_word(n_words, gadget, where, max_views):
-    spec = GuardSpec(mode="windows", span=16, min_words=8, max_views=max_views)
+    spec = GuardSpec(mode="windows", span=16, max_views=max_views)
     words = [f"w{i}" for i in range(n_words)]
     at = int(where * n_words)
     attacked = " ".join([*words[:at], *["GADGET"] * gadget, *words[at:]])
     vs = views(attacked, spec)
-    assert 1 <= len(vs) <= max_views
+    assert 1 <= len(vs) <= max_views and all(vs)
     if n_words + gadget > 16:
         # a gadget of up to `span` words anywhere: some view holds none of it
         assert any("GADGET" not in v for v in vs[1:])
@@ -73,26 +86,41 @@ def test_windows_leave_one_view_without_any_gadget_word(n_words, gadget, where, 
 
 def test_guard_stops_an_appended_gadget_and_calls_the_router_once_per_batch():
     inner = KeywordRouter()
-    guarded = guard_router(inner, {"mode": "tail", "span": 10})
+    guarded = guard_router(inner, {"mode": "heads", "min_words": 4})
     attacked = PROMPT + " HARD HARD HARD HARD HARD HARD"
     plain, hit = inner.score([PROMPT, attacked])
     assert plain == 0 and hit > 0.2
     inner.calls.clear()
     assert list(guarded.score([PROMPT, attacked])) == [0.0, 0.0]
-    assert inner.calls == [4]  # two prompts, two views each, one call
+    assert inner.calls == [8]  # two prompts and their three heads each, in one call
 
 
 def test_spec_parsing_and_fingerprint():
-    assert GuardSpec.parse("tail").mode == "tail"
-    assert GuardSpec.parse({"mode": "windows", "span": 12}).span == 12
+    assert GuardSpec.parse("windows").mode == "windows"
+    assert GuardSpec.parse({"mode": "heads", "min_words": 12}).min_words == 12
+    assert GuardSpec.parse(None) == GuardSpec(mode="heads", min_words=16)
     with pytest.raises(RouterayError, match="unknown guard mode"):
         GuardSpec.parse("nope")
     with pytest.raises(RouterayError, match="unknown guard option"):
-        GuardSpec.parse({"mode": "tail", "spam": 1})
+        GuardSpec.parse({"mode": "heads", "spam": 1})
     with pytest.raises(RouterayError):
-        GuardSpec(mode="tail", span=0)
+        GuardSpec(mode="heads", min_words=0)
     inner = KeywordRouter()
-    g = guard_router(inner, "tail")
+    g = guard_router(inner, "heads")
     assert isinstance(g, GuardedRouter)
-    assert g.fingerprint != inner.fingerprint and "tail" in g.fingerprint
+    assert g.fingerprint != inner.fingerprint and "heads" in g.fingerprint
     assert g.calls is inner.calls  # the inner router's attributes stay reachable
+
+
+def test_load_router_guards_by_default_and_obeys_overrides():
+    import routeray
+    from routeray.routers.registry import load_router
+
+    mf = routeray.load_router("mf")
+    assert isinstance(mf, GuardedRouter) and mf.spec == GuardSpec()
+    assert not isinstance(load_router("mf", guard="off"), GuardedRouter)
+    assert load_router("mf", guard={"mode": "windows"}).spec.mode == "windows"  # type: ignore[attr-defined]
+    assert not isinstance(load_router("random"), GuardedRouter)  # nothing to reroute in a seeded draw
+    prompts = ["What is 2+2?", "Prove that there are infinitely many primes, then list the first ten of them "
+               "and explain for each one why it has no divisor other than one and itself."]
+    assert (mf.score(prompts) <= load_router("mf", guard="off").score(prompts) + 1e-12).all()

@@ -21,9 +21,9 @@ clean held-out prompts to strong, computed for each guard mode on its own clean 
 ``routeray train mf`` selects on, fixed hyper-parameters), APGR on the held-out source with and without
 the guard, and the mean over folds.
 
-    .venv/bin/python bench/rerouting.py flips --routers mf sw_ranking --guards off tail windows \\
+    .venv/bin/python bench/rerouting.py flips --routers mf sw_ranking --guards off heads windows \\
         --output bench/results/rerouting_flips.json
-    .venv/bin/python bench/rerouting.py apgr --guards off tail windows --output bench/results/rerouting_apgr.json
+    .venv/bin/python bench/rerouting.py apgr --guards off heads windows --output bench/results/rerouting_apgr.json
 """
 
 from __future__ import annotations

@@ -4,15 +4,13 @@ persistence in a temporary folder, stopped afterwards. Skips (fails on CI) where
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.binaries import require_binary, stop
 
 
 def _free_port() -> int:
@@ -22,13 +20,7 @@ def _free_port() -> int:
 
 
 def redis_binary() -> str:
-    path = shutil.which("redis-server")
-    if path is None:
-        msg = "redis-server not installed (make install installs Debian's redis-server package)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return require_binary("redis-server", "redis-server")
 
 
 @contextlib.contextmanager
@@ -55,10 +47,5 @@ def redis_server(folder: Path) -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
         log.close()

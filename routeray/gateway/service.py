@@ -158,8 +158,8 @@ class RoutingService:
         elif threshold is None:
             tier = None  # the percentage's window is still short: a seeded draw decides
         elif self.pool is not None:
-            quality = list(scores[name]["quality"].values())
-            tier = self.order[0] if score < threshold else self.pool.pick(quality, threshold)
+            row = list(scores[name]["quality"].values())
+            tier = self.order[0] if score < threshold else self.pool.pick(row, threshold)
         else:
             tier = decide(score, threshold)
         shown = threshold if threshold is not None and math.isfinite(threshold) else None  # 0 %: never strong

@@ -33,9 +33,9 @@ class Router(ABC):
 
     name: ClassVar[str]
     # The rerouting guard load_router wraps this router in unless told otherwise (routeray.routers.guard).
-    # "off" for routers whose score should move with text added to a prompt (a length feature) or that
-    # read no content at all (random).
-    guard: ClassVar[str] = "heads"
+    # Off: the guard is opt-in (guard= in load_router, or `guard` in a router's config overrides) until its
+    # cost in routing quality (APGR on held-out sources, bench/rerouting.py apgr) has been measured.
+    guard: ClassVar[str] = "off"
 
     @abstractmethod
     def score(self, prompts: Sequence[str]) -> np.ndarray:

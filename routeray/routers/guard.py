@@ -2,13 +2,18 @@
 
 A "confounder gadget" (Shafran et al., arXiv 2501.01818) is a short token sequence, found by hill-climbing
 against a router's score, that pushes almost any prompt it is added to over the strong threshold: someone
-else then pays for the strong model. Without a guard, a 10-token gadget found that way flips most
-weak-routed held-out prompts of our routers to strong (``bench/rerouting.py``; numbers in the README).
+else then pays for the strong model. ``bench/rerouting.py`` measures how many weak-routed held-out prompts
+of our routers such gadgets flip to strong, with and without the guard (``flips``), and what the guard costs
+in routing quality (``apgr``); no run of it is recorded yet.
+
+The guard is **opt-in**: ``Router.guard`` is ``off``, so :func:`~routeray.routers.registry.load_router`
+returns routers unguarded unless it is given ``guard=`` (from a router's config overrides in the gateway and
+the SDK). It stays off by default until its APGR cost on held-out sources has been measured.
 
 :class:`GuardedRouter` scores the prompt as sent and some views of it, and returns the lowest score. The
 views (``mode``):
 
-- ``heads`` (the default): the prompt's first ``m`` words for ``m`` on a fixed grid (``min_words``, twice
+- ``heads`` (what a spec without a mode means): the prompt's first ``m`` words for ``m`` on a fixed grid (``min_words``, twice
   that, four times…, below the prompt's length). Text *appended* to a prompt leaves every such view of it
   unchanged, so the guarded score of ``prompt + anything`` is at most that of the prompt's own heads: an
   appended gadget can only win where the full prompt scored lower than all of its heads. It does nothing
@@ -153,8 +158,10 @@ class GuardedRouter(Router):
         return f"{self.inner.fingerprint}+guard-{self.spec.describe()}"
 
     def __getattr__(self, attr: str) -> Any:
-        # the inner router's own attributes (embedder, strong_model, …) stay readable; set them on .inner
-        if attr in ("inner", "spec"):
+        # the inner router's own attributes (embedder, strong_model, …) stay readable; set them on .inner.
+        # Not score_embeddings: it scores the whole prompt's embedding, which would bypass the guard (evaluation
+        # uses it when present, and would cache unguarded scores under the guarded fingerprint).
+        if attr in ("inner", "spec", "score_embeddings"):
             raise AttributeError(attr)
         return getattr(self.inner, attr)
 

@@ -271,6 +271,11 @@ def parse_aliases(items: Sequence[str]) -> dict[str, str]:
 def as_pool_scorer(router: object, label: str) -> PoolScoring:
     """``router`` as a pool scorer, or a clear error saying why it is not one."""
     if not isinstance(router, PoolScoring):
+        from routeray.routers.guard import GuardedRouter
+
+        if isinstance(router, GuardedRouter):
+            raise RouterayError(f"router {router.inner.name!r} has the rerouting guard on, which applies to two-tier scores "
+                                "only; pool routing needs it off (drop guard from the router's overrides)")
         raise RouterayError(f"router {label!r} does not predict each model's quality; pool routing needs one "
                             "that does (mf, or bert with its per-model head)")
     reason = router.pool_error()

@@ -18,7 +18,8 @@ class RandomRouter(Router):
 
     name: ClassVar[str] = "random"
     needs_artifact: ClassVar[bool] = False
-    guard: ClassVar[str] = "off"  # a seeded draw per text: nothing to reroute, and a minimum would skew it
+    # a seeded draw per text: nothing to reroute, and a minimum would skew it (off whatever the default)
+    guard: ClassVar[str] = "off"
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)

@@ -51,8 +51,8 @@ def get_router_class(name: str) -> type[Router]:
 
 def load_router(name: str, artifact: str | Path | None = None, guard: Any = None, **overrides: Any) -> Router:
     """Load router ``name`` from ``artifact`` (a directory), or from its default artifact when omitted,
-    guarded against rerouting by ``guard`` (a mode name or options, :mod:`routeray.routers.guard`; None: the
-    router class's own default, ``heads`` unless it says otherwise; ``"off"``: unguarded)."""
+    guarded against rerouting by ``guard`` (a mode name or options, :mod:`routeray.routers.guard`, e.g.
+    ``"heads"``; None: the router class's own default, which is ``off``: the guard is opt-in)."""
     from routeray.artifacts import resolve_artifact_dir
     from routeray.routers.guard import guard_router
 

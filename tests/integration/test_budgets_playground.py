@@ -12,7 +12,6 @@ own (they report 5 prompt and 7 completion tokens per answer, so every answer ha
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 
 from routeray.config import ScorerConfig, _has_artifact
 from routeray.gateway.access import key_id
+from tests.binaries import require_binary
 from tests.integration.conftest import FakeGateway, fake_gateway
 from tests.redis_server import redis_server
 
@@ -135,12 +135,7 @@ def test_the_budget_survives_a_restarted_ingress_replica(env: Env) -> None:
 
 @pytest.fixture
 def chromium(env: Env) -> Iterator[object]:
-    browser, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver_bin):
-        msg = "Chromium not installed (make install installs Debian's chromium and chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    browser, driver_bin = require_binary("chromium", "chromium"), require_binary("chromedriver", "chromium-driver")
     pytest.importorskip("selenium", reason="selenium not installed (pip install -e '.[dev]')")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from routeray.config import ScorerConfig, _has_artifact
+from tests.binaries import require_binary, stop
 from tests.integration.conftest import RAY_INIT, fake_gateway
 from tests.integration.fake_openai import FakeOpenAI, free_port
 
@@ -70,13 +70,7 @@ def _wait(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = Non
 
 @pytest.fixture(scope="module")
 def prometheus_bin() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        msg = "prometheus not installed (make install installs Debian's prometheus package)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return require_binary("prometheus", "prometheus")
 
 
 @contextlib.contextmanager
@@ -101,12 +95,7 @@ def _prometheus(binary: str, tmp: Path, gateway_port: int, ray_port: int) -> Ite
         _wait(f"http://127.0.0.1:{port}/-/ready", 30, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
         log.close()
 
 

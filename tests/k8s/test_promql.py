@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 import yaml
 
 from routeray.metrics import METRIC_NAMES
+from tests.binaries import require_binary
 from tests.k8s.schemas import K8S, ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -26,13 +25,7 @@ DASHBOARD = json.loads((K8S / "grafana" / "routeray-dashboard.json").read_text(e
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        msg = "promtool not installed (make install installs Debian's prometheus package)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+    return require_binary("promtool", "prometheus")
 
 
 def _check_rules(promtool: str, path: Path) -> subprocess.CompletedProcess[str]:

@@ -223,3 +223,46 @@ def test_redis_store_needs_its_url(tmp_path: Path) -> None:
 
     with pytest.raises(RouterayError, match="ROUTERAY_REDIS_URL"):
         make_store(BudgetConfig(store="redis"), {})
+
+
+POOL_PRICES = [(0.2, 0.2), (0.8, 0.8), (10.0, 30.0)]  # m0 cheapest ... m2 dearest
+
+
+def _pool_service(servers: list[FakeOpenAI], limit: float, over_budget: str) -> RoutingService:
+    # the score function stands in for a pool router (random cannot score a pool: nothing loads it here)
+    cfg = Config.model_validate({"routers": [{"router": "random"}], "pool": [
+        {"name": f"m{i}", "base_url": s.base_url, "price_input_per_mtok": p_in, "price_output_per_mtok": p_out,
+         **FAST} for i, (s, (p_in, p_out)) in enumerate(zip(servers, POOL_PRICES, strict=True))]})
+    bc = BudgetConfig(usd_per_period=limit, over_budget=over_budget)  # type: ignore[arg-type]
+    backends = {key: OpenAIBackend(b, key) for key, b in cfg.backend_table().items()}
+
+    async def score(router: str, prompt: str) -> Score:
+        return Score(0.0, quality=(0.1, 0.2, 0.99))  # the dearest model is far better: routed there
+
+    return RoutingService(cfg, score, backends,
+                          budgets=lambda spend, metrics: Budgets(bc, {KEY: limit}, spend, metrics, MemoryBudgetStore()))
+
+
+def test_a_pool_is_priced_per_model_and_over_budget_goes_to_its_cheapest_model() -> None:
+    dear = (5 * 10.0 + 7 * 30.0) / 1e6  # one answer of m2 (the fakes report 5 + 7 tokens)
+    with FakeOpenAI("m0") as m0, FakeOpenAI("m1") as m1, FakeOpenAI("m2") as m2:
+        service = _pool_service([m0, m1, m2], dear / 2, "cheapest")
+
+        async def run() -> tuple[list[str], dict[str, str], dict, dict]:
+            try:
+                answers = [await _one(service, _req(i, max_tokens=7)) for i in range(3)]
+                decision = await service.decide(_req(9), 0.0, KEY)
+                explained = await service.explain("What is 2+2?", "router-random-0.5")
+                return answers, decision.headers(), await service.budgets.status(KEY), explained  # type: ignore[union-attr]
+            finally:
+                await service.aclose()
+
+        answers, headers, status, explained = asyncio.run(run())
+    assert answers == ["m2", "m0", "m0"]  # the first fits the budget; past it, the pool's cheapest model
+    assert headers["x-routeray-tier"] == "m0" and "exceeded" in headers["x-routeray-budget"]
+    assert status["spent_usd"] == pytest.approx(dear)  # priced at m2's prices; downgraded answers hold nothing
+    assert service.metrics.budget_refusals.labels(KEY, "downgraded")._value.get() == 3
+    # the playground's explanation of a pool: every model's prices, the pool score, the model the rule picks
+    assert explained["pool"] is True and explained["tier"] == "m2"
+    assert list(explained["prices_per_mtok_usd"]) == ["m0", "m1", "m2"]
+    assert explained["scores"]["random"]["quality"] == {"m0": 0.1, "m1": 0.2, "m2": 0.99}

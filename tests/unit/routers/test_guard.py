@@ -112,15 +112,51 @@ def test_spec_parsing_and_fingerprint():
     assert g.calls is inner.calls  # the inner router's attributes stay reachable
 
 
-def test_load_router_guards_by_default_and_obeys_overrides():
+def test_every_builtin_router_is_unguarded_unless_asked():
+    """Opt-in: the guard's APGR cost on held-out sources is not measured yet (routeray.routers.guard)."""
+    from routeray.routers.registry import available_routers, get_router_class
+
+    assert Router.guard == "off"
+    assert {name: get_router_class(name).guard for name in available_routers()} == dict.fromkeys(
+        available_routers(), "off")
+
+
+def test_a_router_config_with_guard_turns_it_on() -> None:
+    from routeray.config import Config, ScorerConfig
+    from routeray.gateway.scorers import LocalScorers
+
+    plain = LocalScorers(Config(routers=[ScorerConfig(router="random")])).router("random")
+    on = LocalScorers(Config(routers=[ScorerConfig(router="random", overrides={"guard": "heads"})])).router("random")
+    assert not isinstance(plain, GuardedRouter)
+    assert isinstance(on, GuardedRouter) and on.spec == GuardSpec()  # explicit: even random's "off" yields
+
+
+def test_a_guarded_router_cannot_score_a_pool_and_says_why() -> None:
+    from routeray.routers.pool import as_pool_scorer
+
+    with pytest.raises(RouterayError, match="rerouting guard on"):
+        as_pool_scorer(guard_router(KeywordRouter(), "heads"), "keyword")
+
+
+def test_load_router_leaves_mf_unguarded_and_obeys_guard():
     import routeray
+    from routeray.evaluate.cache import score_prompts
     from routeray.routers.registry import load_router
 
     mf = routeray.load_router("mf")
-    assert isinstance(mf, GuardedRouter) and mf.spec == GuardSpec()
-    assert not isinstance(load_router("mf", guard="off"), GuardedRouter)
+    assert not isinstance(mf, GuardedRouter) and "guard" not in mf.fingerprint
+    assert hasattr(mf, "score_embeddings")  # routeray eval scores its embeddings directly, as before the guard
+    guarded = load_router("mf", guard="heads")
+    assert isinstance(guarded, GuardedRouter) and guarded.spec == GuardSpec()
     assert load_router("mf", guard={"mode": "windows"}).spec.mode == "windows"  # type: ignore[attr-defined]
-    assert not isinstance(load_router("random"), GuardedRouter)  # nothing to reroute in a seeded draw
+    assert not isinstance(load_router("random"), GuardedRouter)
     prompts = ["What is 2+2?", "Prove that there are infinitely many primes, then list the first ten of them "
                "and explain for each one why it has no divisor other than one and itself."]
-    assert (mf.score(prompts) <= load_router("mf", guard="off").score(prompts) + 1e-12).all()
+    plain = mf.score(prompts)
+    assert (guarded.score(prompts) <= plain + 1e-12).all()
+    # a guarded router offers no score_embeddings (it would score the whole prompt): evaluation scores its
+    # views through score(), so what is cached under the guarded fingerprint is the guarded score
+    assert not hasattr(guarded, "score_embeddings")
+    emb = np.zeros((len(prompts), 384))
+    assert np.allclose(score_prompts(guarded, prompts, progress=False, embeddings=emb), guarded.score(prompts))
+    assert np.allclose(score_prompts(mf, prompts, progress=False, embeddings=mf.embedder.embed(prompts)), plain)

@@ -12,16 +12,18 @@ from tqdm.auto import tqdm
 
 from routeray.data.alpaca_eval import read_alpaca_eval, split_annotator_weights
 from routeray.data.arena_55k import is_arena_55k_header, read_arena_55k_csv
+from routeray.data.arena_battles import read_arena_battles
 from routeray.data.arena_bench import read_arena_bench
 from routeray.data.mmlu_pro import read_mmlu_pro
 from routeray.data.models import canonical_model
 from routeray.data.routerbench import read_routerbench_csv
+from routeray.data.routerdc import read_routerdc
 from routeray.data.schema import PreferenceData
 from routeray.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-KNOWN_SOURCES = ("alpaca_eval", "arena_bench", "routerbench", "mmlu_pro", "arena_55k")
+KNOWN_SOURCES = ("alpaca_eval", "arena_bench", "arena_battles", "routerbench", "mmlu_pro", "routerdc", "arena_55k")
 _NEVER_READ = ("eval_sample", "unlabeled")  # evaluation data and unlabeled prompts are not training data
 # AlpacaEval entries built to game the judge, not to answer: the "NullModel" (its generator is named
 # "example": one constant adversarial reply that wins ~80 % of the time) and "gpt4_gamed". Their
@@ -63,6 +65,10 @@ def _tasks(root: Path, sources: list[str] | None) -> list[tuple[str, Path]]:
                   if p.stem.endswith(("_train", "_test"))]
     if _wanted("mmlu_pro", sources):
         tasks += [("mmlu_pro", p) for p in sorted(root.glob("golden/mmlu_pro/*.jsonl"))]
+    if _wanted("arena_battles", sources):
+        tasks += [("arena_battles", p) for p in sorted(root.glob("preference/arena_battles*/question_original.jsonl"))]
+    if _wanted("routerdc", sources):
+        tasks += [("routerdc", p) for p in sorted(root.glob("golden/routerdc/*.json"))]
     if _wanted("arena_55k", sources):
         tasks += [("arena_55k", p) for p in _arena_55k_files(root)]
     return tasks
@@ -74,6 +80,8 @@ _READERS = {
     "routerbench": read_routerbench_csv,
     "mmlu_pro": read_mmlu_pro,
     "arena_55k": read_arena_55k_csv,
+    "arena_battles": read_arena_battles,
+    "routerdc": read_routerdc,
 }
 
 

@@ -290,8 +290,9 @@ def source_folds(data: PreferenceData, holdouts: str | Sequence[str], strong: st
 
     A random prompt split rewards knowing which source a prompt came from (bench/quality_probe.md, section
     2); inside one held-out source that shortcut is a constant, so only real prompt understanding scores.
-    ``holdouts="auto"``: every full source name (``mmlu_pro/math``…) whose golden labels give an eval set of
-    at least ``min_prompts`` prompts for the pair; otherwise the given source names or prefixes.
+    ``holdouts="auto"``: every full source name (``mmlu_pro/math``…) that labels the weak model and whose
+    golden labels give an eval set of at least ``min_prompts`` prompts for the pair; otherwise the given
+    source names or prefixes.
     """
     from routeray.data import leave_source_out
 
@@ -301,8 +302,10 @@ def source_folds(data: PreferenceData, holdouts: str | Sequence[str], strong: st
         by_source: dict[str, list[GoldenLabel]] = defaultdict(list)
         for g in data.golden:
             by_source[g.source].append(g)
-        holdouts = [s for s in sorted(by_source)
-                    if golden_eval_sets(by_source[s], strong, weak, min_prompts=min_prompts)]
+        # Only sources that label the weak model: elsewhere (RouterDC's seven 7B models) the stand-in pair
+        # would measure another routing problem than the one the router is selected for.
+        holdouts = [s for s in sorted(by_source) if any(g.model == weak for g in by_source[s])
+                    and golden_eval_sets(by_source[s], strong, weak, min_prompts=min_prompts)]
     folds = []
     for source in holdouts:
         train, held = leave_source_out(data, source)

@@ -11,29 +11,33 @@ from routeray.errors import ArtifactError, RouterayError
 from routeray.evaluate.benchmarks import load_benchmark, load_golden
 from routeray.evaluate.cache import ScoreCache
 from routeray.evaluate.cost import Prices
-from routeray.evaluate.runner import evaluate_benchmark, summary_table
+from routeray.evaluate.runner import BASELINES, evaluate_benchmark, summary_table
 from routeray.routers.base import Router
 
 log = logging.getLogger(__name__)
 
 
 def load_routers(names: list[str], artifacts: str | None, strong_model: str | None = None,
-                 weak_model: str | None = None, model_aliases: dict[str, str] | None = None) -> dict[str, Router]:
-    """Load each named router (``random`` is the baseline and added by the evaluation itself) for the
-    evaluated pair (passed as the ``strong_model``/``weak_model`` overrides routers accept).
+                 weak_model: str | None = None, model_aliases: dict[str, str] | None = None,
+                 baselines: tuple[str, ...] = ()) -> dict[str, Router]:
+    """Load each named router, then the ``baselines`` (``random`` is added by the evaluation itself), for
+    the evaluated pair (passed as the ``strong_model``/``weak_model`` overrides routers accept).
 
-    With ``artifacts``, router ``<name>`` comes from ``<artifacts>/<name>``; without, from its default.
+    With ``artifacts``, router ``<name>`` comes from ``<artifacts>/<name>``; without, from its default. A
+    baseline that was not asked for by name uses its default artifact when ``artifacts`` lacks it.
     ``model_aliases`` (pool model -> trained model) go to every router that takes them."""
     from routeray.routers.registry import get_router_class, load_router
 
     routers: dict[str, Router] = {}
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys([*names, *baselines]):
         if name == "random":
             continue
         artifact = None
         if artifacts is not None and getattr(get_router_class(name), "needs_artifact", True):
             artifact = Path(artifacts) / name
-            if not artifact.is_dir():
+            if name in baselines and name not in names and not artifact.is_dir():
+                artifact = None  # a baseline added by the evaluation itself: its default artifact
+            elif not artifact.is_dir():
                 raise ArtifactError(f"--artifacts {artifacts}: no folder {name!r} for router {name!r} "
                                     f"(expected one artifact folder per router)")
         log.info("loading router %s from %s", name, artifact or "its default artifact")
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if not (args.strong_price and args.weak_price):
             raise RouterayError("give both --strong-price IN OUT and --weak-price IN OUT")
         prices = Prices(*args.strong_price, *args.weak_price)
-    routers = load_routers(args.routers, args.artifacts, strong, weak)
+    routers = load_routers(args.routers, args.artifacts, strong, weak, baselines=BASELINES)
     result = evaluate_benchmark(bench, routers, output=args.output, num_random_seeds=args.num_random_seeds,
                                 prices=prices, cache=None if args.no_cache else ScoreCache())
     sys.stdout.write(summary_table(result) + "\n")

@@ -30,6 +30,10 @@ from routeray.routers.random import RandomRouter
 
 log = logging.getLogger(__name__)
 
+# Zero-training baselines every evaluation adds beside ``random``: a learned router that does not beat them
+# has not earned its cost (QUALITY.md). Each router's result says whether it does (``vs_length``, ``vs_knn``).
+BASELINES = ("length", "knn")
+
 
 def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: str | Path | None = None,
                        num_random_seeds: int = 100, prices: Prices | None = None,
@@ -78,6 +82,11 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
         if name != "random" and r["apgr"] is not None and baseline.apgr_ci[0] is not None:
             lo, hi = baseline.apgr_ci
             r["vs_random"] = "above" if r["apgr"] > hi else "below" if r["apgr"] < lo else "within"
+    for base in BASELINES:
+        b = results.get(base, {}).get("apgr")
+        for name, r in results.items():
+            if name not in (base, "random") and b is not None and r["apgr"] is not None:
+                r[f"vs_{base}"] = "above" if r["apgr"] > b else "below" if r["apgr"] < b else "equal"
     oracle = evaluate_scores(oracle_scores(sq, wq), sq, wq, n_points=n_points).to_json()
 
     cpts = {name: {50: r["cpt50"], 80: r["cpt80"]} for name, r in results.items()}
@@ -166,19 +175,26 @@ def summary_table(result: dict[str, Any]) -> str:
     lines = [f"{result['benchmark']}: {result['n_prompts']} prompts ({result['n_contaminated']} dropped), "
              f"{result['strong_model']} {result['strong_score']:.3f} vs {result['weak_model']} "
              f"{result['weak_score']:.3f}",
-             f"{'router':<14}{'APGR':>8}{'CPT(50%)':>10}{'CPT(80%)':>10}"]
+             f"{'router':<14}{'APGR':>8}{'CPT(50%)':>10}{'CPT(80%)':>10}  beats random / length / knn"]
 
     def fmt(v: float | None, pct: bool = False) -> str:
         return "n/a" if v is None else (f"{v:.1f}%" if pct else f"{v:.3f}")
 
     for name, r in result["routers"].items():
-        lines.append(f"{name:<14}{fmt(r['apgr']):>8}{fmt(r['cpt50'], True):>10}{fmt(r['cpt80'], True):>10}")
+        verdict = " / ".join(_beats(r.get(k)) for k in ("vs_random", "vs_length", "vs_knn"))
+        lines.append(f"{name:<14}{fmt(r['apgr']):>8}{fmt(r['cpt50'], True):>10}{fmt(r['cpt80'], True):>10}  "
+                     f"{verdict if name != 'random' else ''}")
     lo, hi = rnd.get("apgr_ci", [None, None])
     if lo is not None:
         lines.append(f"random APGR 95% interval over {rnd['n_seeds']} seeds: [{lo:.3f}, {hi:.3f}]")
     o = result["oracle"]
     lines.append(f"{'oracle':<14}{fmt(o['apgr']):>8}{fmt(o['cpt50'], True):>10}{fmt(o['cpt80'], True):>10}")
     return "\n".join(lines)
+
+
+def _beats(verdict: str | None) -> str:
+    """``above`` -> ``yes``; ``within``/``equal`` -> ``tie``; ``below`` -> ``no``; missing -> ``-``."""
+    return {"above": "yes", "below": "no", "within": "tie", "equal": "tie"}.get(verdict or "", "-")
 
 
 def _json_default(obj: Any) -> Any:

@@ -12,6 +12,8 @@ from routeray.routers.base import Router
 # name -> "module:Class"; imported only when that router is asked for.
 _BUILTIN: dict[str, str] = {
     "random": "routeray.routers.random:RandomRouter",
+    "length": "routeray.routers.length:LengthRouter",
+    "knn": "routeray.routers.knn:KNNRouter",
     "sw_ranking": "routeray.routers.sw_ranking:SWRankingRouter",
     "mf": "routeray.routers.mf:MFRouter",
     "bert": "routeray.routers.bert:BertRouter",

@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         prices = Prices(*args.strong_price, *args.weak_price)
     routers = load_routers(args.routers, args.artifacts, strong, weak, baselines=BASELINES)
     result = evaluate_benchmark(bench, routers, output=args.output, num_random_seeds=args.num_random_seeds,
-                                prices=prices, cache=None if args.no_cache else ScoreCache())
+                                prices=prices, cache=None if args.no_cache else ScoreCache(),
+                                auto_baselines=tuple(b for b in BASELINES if b not in args.routers))
     sys.stdout.write(summary_table(result) + "\n")
     sys.stdout.write(f"wrote {Path(args.output) / (bench.name + '.json')} and .png\n")
     return 0

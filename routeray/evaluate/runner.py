@@ -39,24 +39,34 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
                        num_random_seeds: int = 100, prices: Prices | None = None,
                        cache: ScoreCache | None = None, decontaminate: bool = True,
                        contamination_threshold: float = THRESHOLD, n_points: int = DEFAULT_N_POINTS,
-                       train_prompts: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                       train_prompts: list[str] | None = None, progress: bool = True,
+                       auto_baselines: tuple[str, ...] = ()) -> dict[str, Any]:
     """Evaluate ``routers`` (name → router; ``random`` is always added as the baseline) on ``bench``.
 
     Every router is judged on the same prompts: those no router's training data contaminates. A router's
     training prompts come from its :meth:`Router.training_embeddings`; ``train_prompts`` stands in for
     routers that do not say (e.g. the data folder they are known to be trained on). Returns the result
     dictionary of the output contract, and writes it (plus the plot) when ``output`` is given.
+    ``auto_baselines``: routers added by the evaluation rather than asked for; one trained on most of the
+    benchmark's prompts is left out (listed in ``baselines_skipped``) instead of contaminating them all.
     """
     learned = {name: r for name, r in routers.items() if name != "random"}
     embeddings = EmbeddingPass(bench.prompts, progress)
     scores = benchmark_scores(bench, learned, cache, embeddings, progress)
 
     found: list[Contamination] = []
+    skipped: dict[str, str] = {}
     if decontaminate:
-        for name, r in learned.items():
+        for name, r in list(learned.items()):
             c = router_contamination(r, bench.prompts, label=name, threshold=contamination_threshold,
                                      progress=progress, queries=embeddings.lazy(r))
-            if c is not None:
+            if c is not None and name in auto_baselines and c.n_contaminated > len(bench) // 2:
+                # a baseline the user did not ask for, trained on this very benchmark: leave it out rather
+                # than drop most of the benchmark for every router
+                skipped[name] = f"trained on {c.n_contaminated} of the {len(bench)} prompts"
+                log.warning("baseline %s left out: %s", name, skipped[name])
+                del learned[name], scores[name]
+            elif c is not None:
                 found.append(c)
         if train_prompts is not None:
             found.append(reference_contamination(bench.prompts, train_prompts, threshold=contamination_threshold,
@@ -110,6 +120,7 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
         },
         "cost": cost_table(kept, cpts, prices),
         "sources": bench.sources,
+        "baselines_skipped": skipped,
     }
     if output is not None:
         write_outputs(result, Path(output), bench, found)

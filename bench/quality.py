@@ -1,17 +1,19 @@
-"""Leave-one-source-out routing quality of the trainable embedding routers (mf, sw_ranking).
+"""Held-out routing quality: leave one source out, or one whole family of sources, train on the rest, evaluate
+on what was held out. Every router beside the zero-training baselines ``length`` and ``knn`` (knn is rebuilt
+without the held-out sources too) and the random router's 95 % interval.
 
-For each held-out source (arena_bench, routerbench, mmlu_pro, or finer: routerbench/mbpp, mmlu_pro/math…)
-the router is trained on every other source with the project's own trainer, then evaluated on the held-out
-golden labels: APGR beside the random router's mean and 95 % interval (100 seeds). Held-out prompts with
-cosine >= 0.95 to any training prompt are dropped first and counted (decontamination).
+Holdouts: a source or prefix (``arena_bench``, ``mmlu_pro/math``, ``routerbench``); ``auto`` for the folds the
+trainers select on (every source labelling the weak model with >= 200 golden prompts); ``family:<name>`` for
+``routeray.data.SOURCE_FAMILIES`` (math, multiple_choice, open_chat, code) or ``family:all`` for all four.
+Held-out prompts within cosine 0.95 of a training prompt are dropped first and counted.
 
-    .venv/bin/python bench/quality.py --data ../shared/data --routers mf sw_ranking \
-        --holdouts arena_bench routerbench mmlu_pro --output bench/results/quality.json
+    .venv/bin/python bench/quality.py --routers mf --holdouts auto family:all \
+        --set 'mf.grid={}' --set 'mf.selection_holdouts=[]' --output bench/results/quality_heldout.json
 
-Prints a table and writes JSON. Training runs are small but not instant (minutes each on 2 cores). The
-trainers select their own hyper-parameters on leave-one-source-out folds of the data they get, so by default
-this is nested (honest, slow: 12 inner folds per grid point); to measure one fixed setting, skip the inner
-folds: ``--set 'mf.grid={}' --set 'mf.selection_holdouts=[]'`` (likewise ``sw_ranking.``).
+The trainers select their own hyper-parameters on leave-one-source-out folds of the data they get, so by
+default this is nested (honest, slow: 12 inner folds per grid point); ``--set 'mf.grid={}' --set
+'mf.selection_holdouts=[]'`` measures the trainer's default setting instead (likewise ``knn.``, ``sw_ranking.``).
+Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -29,10 +31,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from routeray.data import leave_source_out, load_data_dir  # noqa: E402
+from routeray.data import SOURCE_FAMILIES, leave_sources_out, load_data_dir  # noqa: E402
 from routeray.data.schema import PreferenceData  # noqa: E402
+from routeray.routers.registry import load_router  # noqa: E402
 from routeray.train.cli import get_trainer  # noqa: E402
-from routeray.train.common import embed_texts, evaluate_router_dir, load_config  # noqa: E402
+from routeray.train.common import (  # noqa: E402
+    embed_texts,
+    evaluate_router_dir,
+    evaluate_sets,
+    golden_eval_sets,
+    load_config,
+    source_folds,
+)
 
 log = logging.getLogger("bench.quality")
 CONTAMINATION_COS = 0.95
@@ -54,46 +64,99 @@ def decontaminate(train: PreferenceData, heldout: PreferenceData) -> tuple[Prefe
     return clean, len(bad)
 
 
+def expand_holdouts(data: PreferenceData, names: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """``(label, source prefixes)`` for each holdout name (see the module docstring)."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for name in names:
+        if name == "auto":
+            out += [(f.holdout, (f.holdout,)) for f in source_folds(data, "auto")]
+        elif name == "family:all":
+            out += [(f"family:{k}", v) for k, v in SOURCE_FAMILIES.items()]
+        elif name.startswith("family:"):
+            out.append((name, SOURCE_FAMILIES[name.split(":", 1)[1]]))
+        else:
+            out.append((name, (name,)))
+    return out
+
+
+def evaluate(label: str, train_data: PreferenceData, heldout: PreferenceData, config: dict, args: argparse.Namespace,
+             trainable: bool) -> dict:
+    """Train router ``label`` (``name`` or ``label=name``) on ``train_data`` (when it learns) and evaluate it on
+    the held-out golden labels; its settings are the ``--set label.KEY=VALUE`` ones."""
+    router = label.split("=", 1)[-1]
+    label = label.split("=", 1)[0]
+    if not trainable:
+        r = load_router(router)
+        return evaluate_sets(lambda prompts, _s, _w: r.score(list(prompts)), golden_eval_sets(heldout.golden),
+                             n_seeds=args.num_random_seeds)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith(label + ".")}
+        get_trainer(router)(train_data, Path(tmp), seed=args.seed, config=cfg, progress=True)
+        return evaluate_router_dir(router, tmp, heldout.golden, n_seeds=args.num_random_seeds)
+
+
 def run(args: argparse.Namespace) -> dict:
+    from routeray.train import TRAINERS
+
     data = load_data_dir(args.data)
     config = load_config(None, args.set)
+    routers = list(dict.fromkeys([*args.routers, "length", "knn"]))
     rows = []
-    for holdout in args.holdouts:
-        train_data, heldout = leave_source_out(data, holdout)
+    for label, prefixes in expand_holdouts(data, args.holdouts):
+        train_data, heldout = leave_sources_out(data, prefixes)
         if not heldout.golden:
-            log.warning("%s has no golden labels: no APGR to measure, skipped", holdout)
+            log.warning("%s has no golden labels: no APGR to measure, skipped", label)
             continue
         heldout, n_contaminated = decontaminate(train_data, heldout)
-        for router in args.routers:
+        for router in routers:
             t0 = time.perf_counter()
-            with tempfile.TemporaryDirectory() as tmp:
-                cfg = {k.split(".", 1)[1]: v for k, v in config.items() if k.startswith(router + ".")}
-                get_trainer(router)(train_data, Path(tmp), seed=args.seed, config=cfg, progress=True)
-                result = evaluate_router_dir(router, tmp, heldout.golden, n_seeds=args.num_random_seeds)
+            result = evaluate(router, train_data, heldout, config, args, router.split("=", 1)[-1] in TRAINERS)
             for group, v in result["per_source"].items():
-                rows.append({"holdout": holdout, "router": router, "eval_set": group, **v,
+                rows.append({"holdout": label, "router": router.split("=", 1)[0], "eval_set": group, **v,
                              "n_contaminated": n_contaminated, "train_sources": train_data.sources,
                              "seconds": time.perf_counter() - t0})
-    return {"config": config, "seed": args.seed, "rows": rows}
+    return {"config": config, "seed": args.seed, "routers": [r.split("=", 1)[0] for r in routers], "rows": rows}
 
 
 def print_table(result: dict) -> None:
-    head = f"{'held out':<22}{'router':<12}{'pair (strong vs weak)':<48}{'n':>6}{'APGR':>8}  random [95% interval]"
+    """One line per (holdout, eval set): each router's APGR (+/- outside random's interval), then the means
+    and, per router, on how many lines it beats length and knn."""
+    routers = result["routers"]
+    cells: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in result["rows"]:
+        cells.setdefault((r["holdout"], r["eval_set"]), {})[r["router"]] = r
+    head = f"{'held out':<26}{'eval set':<13}{'n':>6}  {'random 95%':<14}" + "".join(f"{n:>12}" for n in routers)
     print(head)
     print("-" * len(head))
-    for r in result["rows"]:
-        lo, hi = r["random_apgr_ci"]
-        verdict = "above" if r["apgr"] > hi else "below" if r["apgr"] < lo else "inside"
-        pair = f"{r['strong']} vs {r['weak'].split('/')[-1]}"
-        print(f"{r['holdout']:<22}{r['router']:<12}{pair:<48}{r['n_prompts']:>6}{r['apgr']:>8.3f}  "
-              f"{r['random_apgr']:.3f} [{lo:.3f}, {hi:.3f}] {verdict}")
+    for (holdout, group), by in cells.items():
+        any_r = next(iter(by.values()))
+        lo, hi = any_r["random_apgr_ci"]
+        line = f"{holdout:<26}{group:<13}{any_r['n_prompts']:>6}  [{lo:.3f},{hi:.3f}] "
+        for name in routers:
+            v = by.get(name)
+            mark = "" if v is None else "+" if v["apgr"] > hi else "-" if v["apgr"] < lo else " "
+            line += f"{'':>12}" if v is None else f"{v['apgr']:>11.3f}{mark}"
+        print(line)
+    for kind in ("source", "family"):
+        keys = [k for k in cells if k[0].startswith("family:") == (kind == "family")]
+        if not keys:
+            continue
+        means = {n: np.mean([cells[k][n]["apgr"] for k in keys if n in cells[k]]) for n in routers}
+        print(f"{'mean over held-out ' + kind + 's':<59}" + "".join(f"{means[n]:>12.3f}" for n in routers))
+        for base in ("length", "knn"):
+            wins = {n: sum(cells[k][n]["apgr"] > cells[k][base]["apgr"] for k in keys if n in cells[k])
+                    for n in routers}
+            print(f"{'  beats ' + base + ' on (of ' + str(len(keys)) + ')':<59}"
+                  + "".join(f"{wins[n] if n != base else '-':>12}" for n in routers))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    parser.add_argument("--routers", nargs="+", default=["mf", "sw_ranking"])
-    parser.add_argument("--holdouts", nargs="+", default=["arena_bench", "routerbench", "mmlu_pro"])
+    parser.add_argument("--routers", nargs="+", default=["mf", "sw_ranking"],
+                        help="routers to compare, as NAME or LABEL=NAME (the same router with other --set LABEL.KEY=VALUE "
+                             "settings); length and knn are always added")
+    parser.add_argument("--holdouts", nargs="+", default=["auto", "family:all"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="trainer hyper-parameter as ROUTER.KEY=VALUE, e.g. mf.dim=64 (repeatable)")

@@ -13,11 +13,12 @@ from routeray.data.routellm_eval import read_routellm_eval_csv
 from routeray.data.routerbench import read_routerbench_csv
 from routeray.data.routerdc import read_routerdc
 from routeray.data.schema import MIN_PROMPT_CHARS, GoldenLabel, Judgment, PreferenceData
-from routeray.data.splits import leave_source_out, split_by_prompt
+from routeray.data.splits import SOURCE_FAMILIES, leave_source_out, leave_sources_out, split_by_prompt
 from routeray.data.tiers import TierMap, assign_tiers, fit_ratings, fit_tier_map
 
 __all__ = [
     "MIN_PROMPT_CHARS",
+    "SOURCE_FAMILIES",
     "GoldenLabel",
     "Judgment",
     "PreferenceData",
@@ -28,6 +29,7 @@ __all__ = [
     "fit_tier_map",
     "golden_to_judgments",
     "leave_source_out",
+    "leave_sources_out",
     "load_data_dir",
     "read_alpaca_eval",
     "read_arena_55k_csv",

@@ -53,6 +53,33 @@ def leave_source_out(data: PreferenceData, source_prefix: str) -> tuple[Preferen
     return train, held
 
 
+# Families of sources for leave-one-family-out evaluation: a router must also carry over to a whole kind of
+# prompt it never saw (all maths, all multiple choice, all open chat, all code), not only to one more source
+# of a kind it knows. A source may sit in two families (MMLU-Pro maths is maths and multiple choice).
+SOURCE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "math": ("mmlu_pro/math", "routerdc/gsm8k"),
+    "multiple_choice": ("mmlu_pro", "routerbench/arc_challenge", "routerbench/winograde", "routerdc/arc_easy",
+                        "routerdc/arc_challenge"),
+    "open_chat": ("arena_bench", "alpaca_eval", "arena_battles", "arena_55k"),
+    "code": ("routerbench/mbpp",),
+}
+
+
+def leave_sources_out(data: PreferenceData, prefixes: tuple[str, ...] | list[str]) -> tuple[PreferenceData,
+                                                                                             PreferenceData]:
+    """:func:`leave_source_out` for several sources at once (a family): every record under any of
+    ``prefixes`` is held out, with every training record sharing one of their prompts."""
+    present = [p for p in prefixes if any(_matches(s, p) for s in data.sources)]
+    if not present:
+        raise ValueError(f"none of the sources {list(prefixes)} is in the data; sources are {data.sources}")
+    held_prompts = {j.prompt for j in data.judgments if any(_matches(j.source, p) for p in present)}
+    held_prompts |= {g.prompt for g in data.golden if any(_matches(g.source, p) for p in present)}
+    train, held = _partition(data, lambda _prompt, source: any(_matches(source, p) for p in present))
+    train = PreferenceData(judgments=[j for j in train.judgments if j.prompt not in held_prompts],
+                           golden=[g for g in train.golden if g.prompt not in held_prompts])
+    return train, held
+
+
 def _partition(data: PreferenceData,
                to_second: Callable[[str, str], bool]) -> tuple[PreferenceData, PreferenceData]:
     """Records for which ``to_second(prompt, source)`` holds go to the second part."""

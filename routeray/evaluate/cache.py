@@ -74,7 +74,7 @@ def score_prompts(router: Router, prompts: Sequence[str], label: str = "", batch
 
     def score(start: int, chunk: list[str]) -> np.ndarray:
         if from_embeddings is not None:
-            return np.asarray(from_embeddings(embeddings[start:start + len(chunk)])).reshape(-1)  # type: ignore[index]
+            return np.asarray(from_embeddings(embeddings[start:start + len(chunk)], chunk)).reshape(-1)  # type: ignore[index]
         return np.asarray(router.score(chunk)).reshape(-1)
 
     return in_batches(score, prompts, name, batch_size=batch_size, progress=progress)

@@ -61,7 +61,7 @@ def cached_quality(router: PoolScoring, bench: str, prompts: Sequence[str], mode
 
         def quality(start: int, chunk: list[str]) -> np.ndarray:
             if from_embeddings is not None:
-                return from_embeddings(emb[start:start + len(chunk)], wanted)  # type: ignore[index]
+                return from_embeddings(emb[start:start + len(chunk)], wanted, chunk)  # type: ignore[index]
             return router.model_quality(chunk, wanted)
 
         got = in_batches(quality, prompts, label or router.name, width=len(todo), progress=progress)

@@ -20,9 +20,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from routeray.artifacts import Artifact, load_artifact
+from routeray.encoders.base import Embedder
+from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError
 from routeray.routers.base import Router
-from routeray.routers.embedders import Embedder, embedder_for_artifact
 from routeray.routers.mf import ModelResolver
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,8 @@ class KNNRouter(Router):
                    weak_model=overrides.get("weak_model"), model_aliases=overrides.get("model_aliases"),
                    k=overrides.get("k"))
 
-    def score_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        """P(strong wins) from precomputed unit prompt embeddings ``(n, D)``."""
+    def score_embeddings(self, emb: np.ndarray, prompts: Sequence[str] | None = None) -> np.ndarray:
+        """P(strong wins) (the prompts are not needed) from precomputed unit prompt embeddings ``(n, D)``."""
         return (1.0 + knn_mean(emb, self._index, self._gaps, self.k)) / 2.0
 
     def score(self, prompts: Sequence[str]) -> np.ndarray:

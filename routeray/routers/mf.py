@@ -27,9 +27,10 @@ from routeray.artifacts import Artifact, load_artifact
 from routeray.data.models import canonical_model
 from routeray.encoders.base import Embedder
 from routeray.encoders.registry import embedder_for_artifact
-from routeray.errors import ArtifactError
+from routeray.errors import ArtifactError, RouterayError
 from routeray.routers.base import Router
 from routeray.routers.pool import PoolScoring
+from routeray.routers.prompt_features import FeatureInput
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ class MFRouter(PoolScoring, Router):
         i_w = self.resolver.index(self.weak_model, trained_weak)
         self.route_on = str(cfg.get("route_on", "correctness"))
         self._scorer = pair_scorer(artifact.tensors, i_s, i_w, self.route_on)
+        self.features = FeatureInput.from_artifact(cfg, artifact.tensors)
         self._fingerprint = f"mf-{artifact.fingerprint}-{self.strong_model}-{self.weak_model}"
 
     @classmethod
@@ -167,21 +169,32 @@ class MFRouter(PoolScoring, Router):
         return cls(artifact, embedder, strong_model=overrides.get("strong_model"),
                    weak_model=overrides.get("weak_model"), model_aliases=overrides.get("model_aliases"))
 
-    def score_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        """P(strong wins) from precomputed prompt embeddings ``(n, D)``."""
-        return route_scores(emb, self._scorer)
+    def inputs(self, emb: np.ndarray, prompts: Sequence[str] | None) -> np.ndarray:
+        """The MF input rows: the embeddings, plus the prompts' structure features when the artifact was
+        trained with them (``prompt_features``), in which case the prompts are needed."""
+        if self.features is None:
+            return emb
+        if prompts is None:
+            raise RouterayError("this mf artifact also reads each prompt's structure (prompt_features): "
+                                "score_embeddings needs the prompts too")
+        return self.features.append(emb, prompts)
+
+    def score_embeddings(self, emb: np.ndarray, prompts: Sequence[str] | None = None) -> np.ndarray:
+        """P(strong wins) from precomputed prompt embeddings ``(n, D)`` (and the prompts, see :meth:`inputs`)."""
+        return route_scores(self.inputs(emb, prompts), self._scorer)
 
     def score(self, prompts: Sequence[str]) -> np.ndarray:
         if len(prompts) == 0:
             return np.zeros(0, dtype=np.float64)
-        return self.score_embeddings(self.embedder.embed(list(prompts)))
+        return self.score_embeddings(self.embedder.embed(list(prompts)), prompts)
 
-    def quality_embeddings(self, emb: np.ndarray, models: Sequence[str]) -> np.ndarray:
-        """Each pool model's P(correct) from precomputed prompt embeddings ``(n, D)``."""
-        return self._quality_of(emb, self.model_columns(models))
+    def quality_embeddings(self, emb: np.ndarray, models: Sequence[str],
+                           prompts: Sequence[str] | None = None) -> np.ndarray:
+        """Each pool model's P(correct) from precomputed prompt embeddings ``(n, D)`` (and the prompts)."""
+        return self._quality_of(self.inputs(emb, prompts), self.model_columns(models))
 
     def _quality(self, prompts: list[str], columns: list[int]) -> np.ndarray:
-        return self._quality_of(self.embedder.embed(prompts), columns)
+        return self._quality_of(self.inputs(self.embedder.embed(prompts), prompts), columns)
 
     def _quality_of(self, emb: np.ndarray, columns: list[int]) -> np.ndarray:
         u, c = quality_scorer(self.artifact.tensors, columns)

@@ -51,3 +51,49 @@ def structure_features(prompts: Sequence[str]) -> np.ndarray:
     """``(n, len(STRUCTURE_FEATURES))`` float64 features of each prompt."""
     return np.asarray([prompt_structure(p) for p in prompts], dtype=np.float64).reshape(len(prompts),
                                                                                         len(STRUCTURE_FEATURES))
+
+
+class FeatureInput:
+    """Structure features appended to a prompt embedding as extra input dimensions of a linear router
+    (``mf``): each feature standardised on the training prompts, then multiplied by ``scale`` so that it
+    weighs against the embedding's unit-norm dimensions as the trainer selected."""
+
+    def __init__(self, names: Sequence[str], mean: np.ndarray, std: np.ndarray, scale: float):
+        unknown = [n for n in names if n not in STRUCTURE_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown prompt feature(s) {unknown}; known: {', '.join(STRUCTURE_FEATURES)}")
+        self.names = tuple(names)
+        self._cols = [STRUCTURE_FEATURES.index(n) for n in self.names]
+        self.mean = np.asarray(mean, dtype=np.float64).reshape(len(self.names))
+        self.std = np.maximum(np.asarray(std, dtype=np.float64).reshape(len(self.names)), 1e-6)
+        self.scale = float(scale)
+
+    @classmethod
+    def fit(cls, prompts: Sequence[str], names: Sequence[str], scale: float,
+            features: np.ndarray | None = None) -> FeatureInput:
+        """Standardisation from ``prompts`` (or their precomputed :func:`structure_features`)."""
+        f = structure_features(prompts) if features is None else features
+        cols = [STRUCTURE_FEATURES.index(n) for n in names if n in STRUCTURE_FEATURES]
+        return cls(names, f[:, cols].mean(axis=0), f[:, cols].std(axis=0), scale)
+
+    def transform(self, prompts: Sequence[str], features: np.ndarray | None = None) -> np.ndarray:
+        """``(n, len(names))`` scaled, standardised features (from precomputed ``features`` when given)."""
+        f = structure_features(prompts) if features is None else features
+        return self.scale * (f[:, self._cols] - self.mean) / self.std
+
+    def append(self, emb: np.ndarray, prompts: Sequence[str], features: np.ndarray | None = None) -> np.ndarray:
+        """The router's input rows: ``[embedding, scaled features]``."""
+        return np.hstack([np.asarray(emb, dtype=np.float64), self.transform(prompts, features)])
+
+    def to_artifact(self) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+        """Config entries and tensors that :meth:`from_artifact` reads back."""
+        return ({"prompt_features": list(self.names), "feature_scale": self.scale},
+                {"feature_mean": self.mean.astype(np.float32), "feature_std": self.std.astype(np.float32)})
+
+    @classmethod
+    def from_artifact(cls, config: dict, tensors: dict) -> FeatureInput | None:
+        """The artifact's feature input, or None when it reads the embedding alone."""
+        names = config.get("prompt_features") or []
+        if not names or not float(config.get("feature_scale", 0.0)):
+            return None
+        return cls(names, tensors["feature_mean"], tensors["feature_std"], float(config["feature_scale"]))

@@ -140,8 +140,8 @@ class SWRankingRouter(Router):
                    weak_model=overrides.get("weak_model"), model_aliases=overrides.get("model_aliases"),
                    gamma=overrides.get("gamma"), top_k=overrides.get("top_k"), prior=overrides.get("prior"))
 
-    def score_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        """P(strong wins) from precomputed prompt embeddings ``(n, D)``."""
+    def score_embeddings(self, emb: np.ndarray, prompts: Sequence[str] | None = None) -> np.ndarray:
+        """P(strong wins) (the prompts are not needed) from precomputed prompt embeddings ``(n, D)``."""
         return sw_scores(emb, self._train_emb, self._wins, self._totals, self.n_tiers, self.tier_strong,
                          self.tier_weak, gamma=self.gamma, top_k=self.top_k, prior=self.prior)
 

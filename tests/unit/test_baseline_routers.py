@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from routeray.artifacts import Artifact, save_artifact
+from routeray.encoders.base import Embedder
 from routeray.errors import ArtifactError, RouterayError
 from routeray.routers.knn import KNNRouter, knn_mean, pair_gaps
 from routeray.routers.length import LengthRouter, count_tokens
 from routeray.routers.registry import load_router
-from routeray.routers.embedders import Embedder
 
 
 def test_length_rises_with_tokens_and_is_in_unit_interval() -> None:

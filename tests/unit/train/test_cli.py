@@ -52,7 +52,7 @@ def test_bad_arguments_fail_clearly(tiny_data_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as refused:  # argparse: `routeray train` offers only trainable routers
         main(["train", "random", "--data", str(tiny_data_dir), "--out", str(tmp_path / "o")])
     assert refused.value.code == 2
-    assert "invalid choice: 'random' (choose from 'bert', 'causal_llm', 'mf', 'sw_ranking')" in capsys.readouterr().err
+    assert "invalid choice: 'random' (choose from 'bert', 'causal_llm', 'knn', 'mf', 'sw_ranking')" in capsys.readouterr().err
     with pytest.raises(RouterayError):
         get_trainer("nope")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from routeray.artifacts import load_artifact
-from routeray.data import load_data_dir, split_by_prompt
+from routeray.data import leave_sources_out, load_data_dir, split_by_prompt
 from routeray.train.cli import subsample_prompts
 from routeray.train.common import evaluate_router_dir
 
@@ -19,7 +19,10 @@ MIN_PROMPTS = 100  # below this the random interval is too wide to say anything
 
 @pytest.fixture(scope="module")
 def real_slice(shared_data):
-    data = subsample_prompts(load_data_dir(shared_data), 1500, seed=0)
+    # the sources these figures were measured on: the 2026-12 ones (RouterDC, 2023 Arena battles) would change
+    # the 1,500-prompt sample (tests/unit/data/test_routerdc_arena.py covers them)
+    data, _ = leave_sources_out(load_data_dir(shared_data), ["routerdc", "arena_battles"])
+    data = subsample_prompts(data, 1500, seed=0)
     return split_by_prompt(data, 0.3, seed=1)
 
 
@@ -42,11 +45,17 @@ def test_mf_beats_random_on_heldout_prompts(real_slice, tmp_path):
     per = evaluate_router_dir("mf", tmp_path / "mf", heldout.golden, n_seeds=100)["per_source"]
     big = {k: v for k, v in per.items() if v["n_prompts"] >= MIN_PROMPTS}
     assert {"routerbench", "mmlu_pro"} <= set(big), per
-    # beats random on average by a clear margin (measured here: mf +0.06, sw_ranking +0.09), and is never
-    # significantly worse than random on any source
-    assert np.mean([v["apgr"] - v["random_apgr"] for v in big.values()]) > 0.03, big
-    for source, v in big.items():
+    for source, v in big.items():  # never significantly worse than random on any source
         assert v["apgr"] > v["random_apgr_ci"][0], (source, v)
+    # beats random on average by a clear margin. On ~150 held-out prompts per source one training seed moves
+    # the gap by up to 0.1 (RouterBench, seeds 0/1/2: -0.03, +0.04, +0.09; MMLU-Pro +0.07 each), so the
+    # margin is asked of the mean over three seeds (measured: +0.054)
+    gaps = [v["apgr"] - v["random_apgr"] for v in big.values()]
+    for seed in (1, 2):
+        train(train_data, tmp_path / f"mf{seed}", seed=seed, config=FAST, progress=False)
+        per = evaluate_router_dir("mf", tmp_path / f"mf{seed}", heldout.golden, n_seeds=100)["per_source"]
+        gaps += [per[k]["apgr"] - per[k]["random_apgr"] for k in big]
+    assert np.mean(gaps) > 0.03, gaps
 
 
 def test_mf_artifact_round_trip_and_determinism(real_slice, tmp_path):
@@ -99,10 +108,13 @@ def test_mf_scores_the_same_through_training_serving_and_evaluation(real_slice, 
     prompts = list(dict.fromkeys(heldout.prompts))[:50]
     cfg, t = artifact.config, artifact.tensors
 
-    served = load_router("mf", tmp_path / "mf").score(prompts)
+    router = load_router("mf", tmp_path / "mf")
+    served = router.score(prompts)
 
     emb, _ = embed_texts(prompts, None, progress=False)  # the trainer's own (cached) embeddings
-    rows = dict(zip(prompts, emb, strict=True))
+    assert router.features is not None  # the default reads the prompt's structure too
+    x = router.inputs(emb, prompts)  # [embedding, scaled structure features]
+    rows = dict(zip(prompts, x, strict=True))
     select = selection_scorer(t, lambda ps: np.stack([rows[p] for p in ps]),
                               ModelResolver(cfg["models"], cfg["model_aliases"]),
                               (cfg["strong_model"], cfg["weak_model"]), cfg["route_on"])
@@ -110,16 +122,15 @@ def test_mf_scores_the_same_through_training_serving_and_evaluation(real_slice, 
 
     # the forward pass training differentiates computes the same s(m, q) as the artifact's numpy tensors
     with torch.no_grad():
-        trained = _MFNet.from_state(t).scores(torch.from_numpy(emb)).numpy()
+        trained = _MFNet.from_state(t).scores(torch.from_numpy(x.astype(np.float32))).numpy()
     u, c = mf_linear(t["proj_weight"].astype(np.float64), t["proj_bias"].astype(np.float64),
                      t["model_emb"].astype(np.float64), t["classifier"].astype(np.float64))
-    np.testing.assert_allclose(trained, emb.astype(np.float64) @ u + c, atol=1e-4)
+    np.testing.assert_allclose(trained, x @ u + c, atol=1e-4)
 
     # routeray eval: the router scores the evaluation's one embedding pass (shared with decontamination)
     cache = ScoreCache(tmp_path / "scores")
     bench = Benchmark("parity", cfg["strong_model"], cfg["weak_model"], prompts, np.ones(len(prompts)),
                       np.zeros(len(prompts)), "accuracy")
-    router = load_router("mf", tmp_path / "mf")
     for _ in range(2):  # computed, then read back from the cache
         evaluated = benchmark_scores(bench, {"mf": router}, cache, EmbeddingPass(prompts, progress=False),
                                      progress=False)["mf"]

@@ -129,6 +129,18 @@ def reference_contamination(prompts: list[str], train_prompts: list[str], label:
     return result
 
 
+def contaminated_mask(found: list[Contamination], n: int, benchmark: str) -> np.ndarray:
+    """The prompts any of ``found`` flags (``n`` prompts); an error when that is every prompt."""
+    from routeray.errors import RouterayError
+
+    dropped = np.zeros(n, dtype=bool)
+    for c in found:
+        dropped |= c.mask
+    if n and dropped.all():
+        raise RouterayError(f"every {benchmark} prompt is contaminated by a router's training data")
+    return dropped
+
+
 def write_contaminated(path: str | Path, prompts: list[str], ids: list[str],
                        results: list[Contamination]) -> int:
     """Write the contaminated prompts in RouteLLM's ``contaminated_prompts.jsonl`` format (``eval_prompt``)

@@ -19,7 +19,7 @@ import numpy as np
 
 from routeray.errors import RouterayError
 from routeray.evaluate.cache import ScoreCache, in_batches
-from routeray.evaluate.contamination import THRESHOLD, Contamination, router_contamination
+from routeray.evaluate.contamination import THRESHOLD, Contamination, contaminated_mask, router_contamination
 from routeray.evaluate.pool_data import PoolBenchmark, describe
 from routeray.evaluate.pool_metrics import (
     Reference,
@@ -93,11 +93,7 @@ def evaluate_pool(bench: PoolBenchmark, routers: Mapping[str, Router], output: s
                                      progress=progress, queries=embeddings.lazy(r))
             if c is not None:
                 found.append(c)
-    dropped = np.zeros(len(bench), dtype=bool)
-    for c in found:
-        dropped |= c.mask
-    if dropped.all():
-        raise RouterayError(f"every {bench.name} prompt is contaminated by a router's training data")
+    dropped = contaminated_mask(found, len(bench), bench.name)
     kept = bench.subset(~dropped)
     singles = describe(kept)
     prices = kept.cost.mean(axis=0)  # what each router's rule sees: mean US$ per call, the "price list"

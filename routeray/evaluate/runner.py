@@ -17,6 +17,7 @@ from routeray.evaluate.cache import ScoreCache, cached_scores
 from routeray.evaluate.contamination import (
     THRESHOLD,
     Contamination,
+    contaminated_mask,
     query_embedder,
     reference_contamination,
     router_contamination,
@@ -71,13 +72,7 @@ def evaluate_benchmark(bench: Benchmark, routers: Mapping[str, Router], output: 
         if train_prompts is not None:
             found.append(reference_contamination(bench.prompts, train_prompts, threshold=contamination_threshold,
                                                  label="given training prompts", progress=progress))
-    dropped = np.zeros(len(bench), dtype=bool)
-    for c in found:
-        dropped |= c.mask
-    if dropped.all():
-        from routeray.errors import RouterayError
-
-        raise RouterayError(f"every {bench.name} prompt is contaminated by a router's training data")
+    dropped = contaminated_mask(found, len(bench), bench.name)
     kept = bench.subset(~dropped)
     kept_scores = {name: s[~dropped] for name, s in scores.items()}
     sq, wq = kept.strong_quality, kept.weak_quality

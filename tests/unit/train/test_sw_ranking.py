@@ -8,21 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from routeray.data import leave_sources_out, load_data_dir, split_by_prompt
 from routeray.errors import RouterayError
-from routeray.train.cli import subsample_prompts
 from routeray.train.common import evaluate_router_dir
 
 MIN_PROMPTS = 100  # below this the random interval is too wide to say anything
-
-
-@pytest.fixture(scope="module")
-def real_slice(shared_data):
-    # the sources these figures were measured on: the 2026-12 ones (RouterDC, 2023 Arena battles) would change
-    # the 1,500-prompt sample (tests/unit/data/test_routerdc_arena.py covers them)
-    data, _ = leave_sources_out(load_data_dir(shared_data), ["routerdc", "arena_battles"])
-    data = subsample_prompts(data, 1500, seed=0)
-    return split_by_prompt(data, 0.3, seed=1)
 
 
 def test_sw_ranking_beats_random_on_heldout_prompts(real_slice, tmp_path):

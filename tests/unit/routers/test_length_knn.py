@@ -89,3 +89,22 @@ def test_default_knn_artifact_loads_and_ranks_a_hard_prompt_above_chit_chat() ->
                  "A 2.0 kg block slides down a 30 degree incline with friction coefficient 0.25. Find its "
                  "acceleration and the work done by friction over 3.0 m.\nA. 1.2\nB. 2.8\nC. 3.9\nD. 4.4\nAnswer:"])
     assert 0 <= s.min() and s.max() <= 1 and s[1] > s[0]
+
+
+def test_the_length_rule_routes_in_the_gateway_core() -> None:
+    """``router-length-0.5`` through the SDK (the gateway's RoutingService) against loopback OpenAI servers:
+    prompts under 100 tokens go weak, longer ones strong."""
+    from routeray.sdk import Router
+    from tests.integration.fake_openai import FakeOpenAI
+
+    strong, weak = FakeOpenAI("big").start(), FakeOpenAI("small").start()
+    try:
+        with Router(strong={"name": "big", "base_url": strong.base_url},
+                    weak={"name": "small", "base_url": weak.base_url}, routers=["length"]) as client:
+            for prompt, model in (("What is 2+2?", "small"), ("Explain " + "this step " * 80, "big")):
+                out = client.chat.completions.create(model="router-length-0.5",
+                                                     messages=[{"role": "user", "content": prompt}])
+                assert out.model == model
+    finally:
+        strong.stop()
+        weak.stop()

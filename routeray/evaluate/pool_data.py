@@ -12,7 +12,6 @@ reads. Several files are concatenated (e.g. RouterBench's three ``*_test.csv``).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,30 +61,6 @@ class PoolBenchmark:
                              list(self.sources), self.n_incomplete)
 
 
-def _routerdc_labels(path: Path) -> list[GoldenLabel]:
-    """RouterDC's ``[{question, scores: {model: pass rate}}]`` as golden labels (pass rate as the score)."""
-    from routeray.data._io import clean_text
-    from routeray.data.models import canonical_model
-
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON: {exc.msg}", path, exc.lineno) from exc
-    if not isinstance(records, list):
-        raise DataError("expected a JSON list of {question, scores} records", path)
-    out = []
-    for row, rec in enumerate(records, start=1):
-        if not (isinstance(rec, dict) and isinstance(rec.get("question"), str) and isinstance(rec.get("scores"), dict)):
-            raise DataError("record needs `question` (text) and `scores` ({model: pass rate})", path, row)
-        prompt = clean_text(rec["question"])
-        for model, score in rec["scores"].items():
-            if not isinstance(score, int | float) or not 0 <= score <= 1:
-                raise DataError(f"score of {model!r} must be a number in [0, 1], got {score!r}", path, row)
-            out.append(GoldenLabel(prompt, canonical_model(model), float(score), f"routerdc/{path.stem}",
-                                   f"{path.stem}:{row}"))
-    return out
-
-
 def _read(path: Path) -> tuple[list[GoldenLabel], dict[str, dict[str, float]]]:
     """Golden labels of one file or folder, and the recorded cost per call where the data has one."""
     from routeray import data as rdata
@@ -98,7 +73,7 @@ def _read(path: Path) -> tuple[list[GoldenLabel], dict[str, dict[str, float]]]:
             raise DataError("a pool benchmark CSV must be RouterBench's (with <model>|total_cost columns)", path)
         return rdata.read_routerbench_csv(path).golden, read_routerbench_costs(path)
     if path.is_file() and path.suffix == ".json":
-        return _routerdc_labels(path), {}
+        return rdata.read_routerdc(path).golden, {}
     if path.is_file() and path.suffix == ".jsonl":
         return rdata.read_mmlu_pro(path).golden, {}
     if path.is_dir() and any(path.glob("*.jsonl")) and not any(p.is_dir() for p in path.iterdir()):

@@ -58,7 +58,11 @@ class RequestIdMiddleware:
 
 def install_log_request_ids(prefix: str = "routeray") -> None:
     """Make every log record of the ``prefix`` loggers written while a request is served start with
-    ``[request <id>]`` (and carry ``record.request_id``). Process-wide; installing twice is harmless."""
+    ``[request <id>]`` (and carry ``record.routeray_request_id``). Process-wide; installing twice is harmless.
+
+    Records of other loggers are left exactly as they were: Ray Serve's own logging reads and writes a
+    ``request_id`` attribute, and setting it on every record (even to None) broke Serve's direct-ingress
+    (HAProxy) path: connections closed without an answer."""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "routeray_request_ids", False):
         return
@@ -66,8 +70,8 @@ def install_log_request_ids(prefix: str = "routeray") -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         request_id = REQUEST_ID.get()
-        record.request_id = request_id
         if request_id and record.name.startswith(prefix):
+            record.routeray_request_id = request_id
             record.msg = f"[request {request_id}] {record.msg}"
         return record
 

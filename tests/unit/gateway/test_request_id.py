@@ -38,7 +38,7 @@ def test_the_clients_id_is_kept_and_logged(client: TestClient, caplog: pytest.Lo
     assert r.status_code == 200
     (record,) = [rec for rec in caplog.records if rec.name == log.name]
     assert record.getMessage() == "[request client-7f3a] serving the probe"
-    assert getattr(record, "request_id", None) == "client-7f3a"
+    assert getattr(record, "routeray_request_id", None) == "client-7f3a"
 
 
 def test_an_id_is_made_when_none_is_given_and_errors_carry_it(client: TestClient,

@@ -234,14 +234,18 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     models = all_models(data)
     full = build_targets(data, models, cfg)
     emb_rows, spec = embedded_rows(full.prompts, cfg["embedder"], progress=progress)
-    feature_rows = dict(zip(full.prompts, structure_features(full.prompts), strict=True))
+    texts = list(dict.fromkeys(full.prompts))
+    features = structure_features(texts)  # once; every fold and grid point reads rows of it
+    feature_row = {t: i for i, t in enumerate(texts)}
+    fitted: dict[tuple[tuple[str, ...], float], FeatureInput] = {}
 
     def feature_input(run_cfg: dict[str, Any]) -> FeatureInput | None:
         if not run_cfg["prompt_features"] or not float(run_cfg["feature_scale"]):
             return None
-        texts = list(feature_rows)
-        return FeatureInput.fit(texts, run_cfg["prompt_features"], float(run_cfg["feature_scale"]),
-                                np.asarray([feature_rows[t] for t in texts]))
+        key = (tuple(run_cfg["prompt_features"]), float(run_cfg["feature_scale"]))
+        if key not in fitted:
+            fitted[key] = FeatureInput.fit(texts, key[0], key[1], features)
+        return fitted[key]
 
     def input_rows(run_cfg: dict[str, Any]) -> Callable[[Sequence[str]], np.ndarray]:
         fi = feature_input(run_cfg)
@@ -249,7 +253,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
             return emb_rows
 
         def rows(prompts: Sequence[str]) -> np.ndarray:
-            return fi.append(emb_rows(prompts), prompts, np.asarray([feature_rows[p] for p in prompts]))
+            return fi.append(emb_rows(prompts), prompts, features[[feature_row[p] for p in prompts]])
         return rows
 
     resolver = ModelResolver(models, cfg["model_aliases"])

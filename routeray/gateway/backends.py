@@ -125,15 +125,17 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def probe(self, timeout_s: float = 2.0) -> tuple[bool, str]:
-        """Does the API answer yet? ``GET {base_url}/models``: any answer but a 404 (Serve's proxy before the
-        engine's route exists) or a 5xx counts, even a refused key (the API is up; the calls will say why)."""
+    async def probe(self, timeout_s: float = 2.0, missing_means_starting: bool = True) -> tuple[bool, str]:
+        """Does the API answer yet? ``GET {base_url}/models``: any answer but a 5xx counts, even a refused key
+        (the API is up; the calls will say why). A 404 counts as not ready when ``missing_means_starting`` (the
+        local engine: Serve's proxy answers 404 until the engine's route exists); from any other upstream it
+        is an API without a ``/models`` route, which is up."""
         url = f"{self.cfg.base_url.rstrip('/')}/models" if self.cfg.base_url else ""
         try:
             resp = await self._client.get(url, timeout=timeout_s)
         except httpx.HTTPError as exc:
             return False, f"GET {url}: {type(exc).__name__}"
-        if resp.status_code == 404 or resp.status_code >= 500:
+        if (resp.status_code == 404 and missing_means_starting) or resp.status_code >= 500:
             return False, f"GET {url}: HTTP {resp.status_code}"
         return True, f"GET {url}: HTTP {resp.status_code}"
 

@@ -2,17 +2,18 @@
 503 (with ``Retry-After``) instead of the proxy's 404 passed on as a 502, and ``/ready`` says which tier is
 not ready.
 
-A tier is ready once its API has answered a probe (:meth:`OpenAIBackend.probe`); from then on its failures
-are the circuit breaker's and the fallbacks' business, so a ready tier is never probed again. Probes run on
-demand (a chat request for the tier, ``/ready``, ``/health``), at most one per tier per ``interval_s``;
-concurrent callers share it.
+A tier is ready once its API has answered a probe (:meth:`OpenAIBackend.probe`; a 404 means "still
+starting" only for ``engine_tiers``, the local engine behind Serve's proxy: another API may just lack a
+``/models`` route); from then on its failures are the circuit breaker's and the fallbacks' business, so a
+ready tier is never probed again. Probes run on demand (a chat request for the tier, ``/ready``,
+``/health``), at most one per tier per ``interval_s``; concurrent callers share it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from routeray.config import Tier
@@ -23,8 +24,9 @@ class TierReadiness:
     """Per-tier readiness, probed on demand until the tier first answers."""
 
     def __init__(self, backends: Mapping[Tier, OpenAIBackend], interval_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, engine_tiers: Collection[Tier] | None = None):
         self._backends = backends
+        self._engine_tiers = set(backends if engine_tiers is None else engine_tiers)
         self.interval_s = interval_s
         self._clock = clock
         self._ready: dict[Tier, bool] = dict.fromkeys(backends, False)
@@ -43,7 +45,8 @@ class TierReadiness:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._probing[tier] = future
         try:
-            ok, self._detail[tier] = await self._backends[tier].probe()
+            ok, self._detail[tier] = await self._backends[tier].probe(
+                missing_means_starting=tier in self._engine_tiers)
             self._ready[tier] = self._ready[tier] or ok
         finally:
             self._last[tier] = self._clock()

@@ -75,7 +75,7 @@ class FakeOpenAI:
         return f"[{self.model}] {str(last)[:40]}"
 
     async def _models(self):
-        if self.mode == "starting":
+        if self.mode in ("starting", "no_models_route"):
             return PlainTextResponse("Not Found", status_code=404)
         return {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "fake"}]}
 

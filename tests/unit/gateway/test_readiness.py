@@ -31,13 +31,14 @@ async def _score(router: str, prompt: str) -> Score:
     return Score(0.5)
 
 
-def _service(strong: FakeOpenAI, weak: FakeOpenAI, **routing: bool) -> RoutingService:
+def _service(strong: FakeOpenAI, weak: FakeOpenAI, engine_tiers: tuple[str, ...] = ("weak",),
+             **routing: bool) -> RoutingService:
     cfg = Config(routers=[ScorerConfig(router="random")], engine={"enabled": False}, routing=routing,
                  strong={"name": strong.model, "base_url": strong.base_url},
                  weak={"name": weak.model, "base_url": weak.base_url})
     backends = {"strong": OpenAIBackend(cfg.strong, "strong", {}), "weak": OpenAIBackend(cfg.weak, "weak", {})}
     return RoutingService(cfg, _score, backends, GatewayMetrics(),  # type: ignore[arg-type]
-                          TierReadiness(backends, interval_s=0.2))  # type: ignore[arg-type]
+                          TierReadiness(backends, interval_s=0.2, engine_tiers=engine_tiers))  # type: ignore[arg-type]
 
 
 def test_a_starting_tier_gets_a_503_that_says_so_then_answers(fakes: tuple[FakeOpenAI, FakeOpenAI]) -> None:
@@ -89,7 +90,7 @@ def test_probes_are_shared_and_spaced(fakes: tuple[FakeOpenAI, FakeOpenAI]) -> N
     probes = []
 
     class Counting(OpenAIBackend):
-        async def probe(self, timeout_s: float = 2.0) -> tuple[bool, str]:
+        async def probe(self, timeout_s: float = 2.0, missing_means_starting: bool = True) -> tuple[bool, str]:
             probes.append(time.monotonic())
             await asyncio.sleep(0.05)
             return False, "HTTP 404"
@@ -101,5 +102,25 @@ def test_probes_are_shared_and_spaced(fakes: tuple[FakeOpenAI, FakeOpenAI]) -> N
         assert not any(await asyncio.gather(*(readiness.check("weak") for _ in range(20))))
         assert not await readiness.check("weak")
         assert len(probes) == 1
+
+    asyncio.run(go())
+
+
+def test_an_upstream_without_a_models_route_is_ready(fakes: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    """Only the local engine's 404 means "still starting"; an external API may have no ``/models`` route."""
+    strong, weak = fakes
+
+    async def go() -> None:
+        strong.mode = "no_models_route"
+        service = _service(strong, weak)  # weak is the engine tier, strong an external API
+        state = await service.readiness.snapshot()  # type: ignore[union-attr]
+        assert state["ready"] and state["tiers"]["strong"]["ready"]
+        req = ChatCompletionRequest.model_validate({"model": "strong", "messages": [{"role": "user", "content": "hi"}]})
+        decision = await service.decide(req, time.perf_counter())
+        assert (await service.complete(req, decision))["model"] == "fake-strong"
+        await service.aclose()
+        engine = _service(strong, weak, engine_tiers=("strong",))  # the same 404 from the engine: not ready
+        assert (await engine.readiness.snapshot())["not_ready"] == ["strong"]  # type: ignore[union-attr]
+        await engine.aclose()
 
     asyncio.run(go())

@@ -7,7 +7,8 @@ spent and reserved this period; when the answer is in, :meth:`Budgets.settle` sw
 the real cost. A request is admitted while spent + reserved is below the budget (while the rest is only
 held by requests in flight, it waits for them), so however many requests arrive at once, what a key is
 served past its budget is less than one request's cost (each reservation covers its request's cost when
-``max_tokens`` is set).
+``max_tokens`` is set). A request whose tier fails and falls back to a pricier model first grows its
+reservation to that model's price (:meth:`Budgets.cover`, by the same rule), so fallbacks keep the bound too.
 
 Over budget, a key gets a 429 in OpenAI's shape (``type``/``code`` ``insufficient_quota``, ``Retry-After``
 until the period ends) or, with ``over_budget: cheapest``, its request goes to the cheapest backend instead
@@ -77,7 +78,9 @@ class BudgetStore(abc.ABC):
     @abc.abstractmethod
     async def reserve(self, key: str, period: str, limit: float, amount: float, token: str,
                       expires_at: float, keep_s: float) -> tuple[bool, Usage]:
-        """Add a reservation if spent + reserved < limit; the usage seen before adding it."""
+        """Hold ``amount`` under ``token`` if spent + the *other* tokens' holds < limit (a token already held is
+        re-held at the new amount: a request growing its reservation is admitted again at the new price, and a
+        refused one keeps what it held); the usage seen, without this token's hold."""
 
     @abc.abstractmethod
     async def settle(self, key: str, period: str, token: str, cost: float, keep_s: float) -> Usage:
@@ -99,17 +102,17 @@ class MemoryBudgetStore(BudgetStore):
         self._spent: dict[tuple[str, str], float] = {}
         self._held: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}  # token -> (amount, expires)
 
-    def _reserved(self, k: tuple[str, str]) -> float:
+    def _reserved(self, k: tuple[str, str], but: str | None = None) -> float:
         now = self._clock()
         held = self._held.setdefault(k, {})
         for token in [t for t, (_, exp) in held.items() if exp <= now]:
             del held[token]
-        return sum(a for a, _ in held.values())
+        return sum(a for t, (a, _) in held.items() if t != but)
 
     async def reserve(self, key: str, period: str, limit: float, amount: float, token: str,
                       expires_at: float, keep_s: float) -> tuple[bool, Usage]:
         k = (key, period)
-        seen = Usage(self._spent.get(k, 0.0), self._reserved(k))  # no await in between: atomic on the loop
+        seen = Usage(self._spent.get(k, 0.0), self._reserved(k, token))  # no await in between: atomic on the loop
         if seen.spent + seen.reserved >= limit:
             return False, seen
         self._held[k][token] = (amount, expires_at)
@@ -127,14 +130,17 @@ class MemoryBudgetStore(BudgetStore):
 
 
 # KEYS: spent (string), reservations (hash token -> amount), deadlines (zset token -> expiry)
-# ARGV: now, limit, amount, token, expires_at, keep_s
+# ARGV: now, limit, amount, token, expires_at, keep_s. The token's own hold (when growing) does not count.
 _RESERVE = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
 for _, t in ipairs(expired) do redis.call('HDEL', KEYS[2], t) end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 local reserved = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[2])) do reserved = reserved + tonumber(v) end
+local held = redis.call('HGETALL', KEYS[2])
+for i = 1, #held, 2 do
+  if held[i] ~= ARGV[4] then reserved = reserved + tonumber(held[i + 1]) end
+end
 if spent + reserved >= tonumber(ARGV[2]) then
   return {0, tostring(spent), tostring(reserved)}
 end
@@ -267,33 +273,62 @@ class Budgets:
         limit = self.limit(key)
         if limit is None:
             return tier, None
+        reservation = Reservation(key, "", uuid.uuid4().hex, 0.0)
+        if await self._hold(reservation, limit, self.max_cost(tier, req)):
+            return tier, reservation
+        return cheapest, None
+
+    async def cover(self, key: str, reservation: Reservation | None, tier: Tier, req: ChatCompletionRequest,
+                    why: str = "") -> bool:
+        """Before a fallback to ``tier``: grow ``reservation`` to the most the request can cost there, admitted
+        by the same rule as a new request, without waiting (a request that waits here holds budget itself: two
+        could wait for each other). True: the hold covers ``tier`` (at once when the key has no budget or
+        ``tier`` costs no more than what is held). False with ``over_budget: cheapest``: ``tier`` is past the
+        budget and only the cheapest model may answer (also for a request already downgraded, which holds
+        nothing); :class:`OverBudget` otherwise (``why`` starts its message)."""
+        if reservation is None:
+            return self.limit(key) is None
+        limit = self.limit(key)
         amount = self.max_cost(tier, req)
-        deadline = self._clock() + self.cfg.hold_wait_s
+        if limit is None or amount <= reservation.amount:
+            return True
+        return await self._hold(reservation, limit, amount, wait=False, why=why)
+
+    async def _hold(self, reservation: Reservation, limit: float, amount: float, wait: bool = True,
+                    why: str = "") -> bool:
+        """Hold ``amount`` under the reservation's token (set its period when new), waiting up to
+        ``hold_wait_s`` for requests in flight if ``wait``; False, or :class:`OverBudget`, when over budget
+        (see :meth:`_refuse`)."""
+        key, held = reservation.key, reservation.amount
+        deadline = self._clock() + (self.cfg.hold_wait_s if wait else 0.0)
         pause = 0.01
         while True:
             period, ends = period_bounds(self.cfg.period, self._clock())
-            token = uuid.uuid4().hex
-            ok, seen = await self.store.reserve(key, period, limit, amount, token,
+            period = reservation.period or period
+            ok, seen = await self.store.reserve(key, period, limit, amount, reservation.token,
                                                 self._clock() + self.cfg.reservation_ttl_s, self._keep_s(ends))
-            self._remaining(key, limit, seen.spent + seen.reserved + (amount if ok else 0.0))
+            self._remaining(key, limit, seen.spent + seen.reserved + (amount if ok else held))
             if ok:
-                return tier, Reservation(key, period, token, amount)
+                reservation.period, reservation.amount = period, amount
+                return True
             if seen.spent < limit and self._clock() < deadline:
                 await asyncio.sleep(pause)  # what is left is held by requests in flight: see what they cost
                 pause = min(0.2, pause * 2)
                 continue
-            return self._over(key, limit, seen, ends, cheapest)
+            self._refuse(key, limit, seen, ends, why)
+            return False
 
-    def _over(self, key: str, limit: float, seen: Usage, ends: float, cheapest: Tier) -> tuple[Tier, None]:
+    def _refuse(self, key: str, limit: float, seen: Usage, ends: float, why: str) -> None:
+        """Count a refusal; with ``over_budget: reject`` raise :class:`OverBudget` (``why`` starts its message)."""
         if self.cfg.over_budget == "cheapest":
             self.metrics.budget_refusals.labels(key, "downgraded").inc()
-            return cheapest, None
+            return
         self.metrics.budget_refusals.labels(key, "rejected").inc()
         if seen.spent < limit:  # still held by requests in flight after hold_wait_s
-            raise OverBudget(f"{key}: the rest of its budget (${limit - seen.spent:.6f}) is held by requests in "
-                             "flight; retry shortly", 1)
+            raise OverBudget(f"{why}{key}: the rest of its budget (${limit - seen.spent:.6f}) is held by requests "
+                             "in flight; retry shortly", 1)
         retry = None if math.isinf(ends) else max(1, math.ceil(ends - self._clock()))
-        raise OverBudget(f"{key} has used its budget of ${limit:g} per {self.cfg.period} "
+        raise OverBudget(f"{why}{key} has used its budget of ${limit:g} per {self.cfg.period} "
                          f"(${seen.spent:.6f} spent)", retry)
 
     async def settle(self, reservation: Reservation | None, cost: float) -> None:

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from routeray.config import Config, Tier
 from routeray.gateway.backends import BackendError, OpenAIBackend
@@ -29,6 +29,8 @@ from routeray.metrics import GatewayMetrics
 log = logging.getLogger(__name__)
 
 NOT_READY_RETRY_S = 5.0  # the Retry-After of a 503 for a tier that is still starting
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -276,11 +278,22 @@ class RoutingService:
         raise BackendError(tier, "not_ready", f"{backend.name} is not ready: {what} ({self.readiness.detail(tier)})",
                            retry_after_s=NOT_READY_RETRY_S)
 
-    def _failed(self, exc: BackendError, nxt: Tier | None, decision: Decision) -> None:
+    async def _fall_back(self, exc: BackendError, req: ChatCompletionRequest, decision: Decision,
+                         tried: list[Tier]) -> Tier:
+        """The tier to call after ``exc``: the decided tier's next fallback not tried yet, once the key's budget
+        covers it (a pricier model grows the request's hold first; past the budget, 429 or, with ``over_budget:
+        cheapest``, the cheapest model if it was not tried). Raises the request's error when none is left."""
         self.metrics.upstream_errors.labels(exc.tier, exc.reason).inc()
         log.warning("%s", exc)
         if exc.client_fault:
             raise APIError(f"the {exc.tier} model rejected the request: {exc.detail}", code="upstream_rejected")
+        nxt = next((t for t in self._order(tried[0]) if t not in tried), None)
+        if nxt is not None and self.budgets is not None and not await self.budgets.cover(
+                decision.key, decision.reservation, nxt, req,
+                why=f"the {exc.tier} model failed and its fallback {self.backends[nxt].name} costs more: "):
+            nxt = self.order[0] if self.order[0] not in tried else None
+            if nxt is not None:
+                decision.extra["x-routeray-budget"] = "exceeded: cheapest tier"
         if nxt is None:
             wait = None if exc.retry_after_s is None else max(1, math.ceil(exc.retry_after_s))
             if exc.rate_limited:  # the client may retry when the upstream said it could
@@ -292,26 +305,34 @@ class RoutingService:
         self.metrics.fallbacks.labels(f"{exc.tier}_error", nxt).inc()
         decision.fallback = f"{exc.tier}_error"
         decision.tier = nxt
+        return nxt
+
+    async def _first_answer(self, req: ChatCompletionRequest, decision: Decision,
+                            call: Callable[[Tier], Awaitable[T]]) -> tuple[Tier, T]:
+        """``call`` the decided tier, then its fallbacks, until one answers: that tier and its answer."""
+        tried: list[Tier] = []
+        tier = decision.tier
+        while True:
+            tried.append(tier)
+            t0 = time.perf_counter()
+            try:
+                await self._check_ready(tier)
+                out = await call(tier)
+            except BackendError as exc:
+                tier = await self._fall_back(exc, req, decision, tried)
+                continue
+            self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
+            return tier, out
 
     # ---- answering ----------------------------------------------------------------------------------
     async def complete(self, req: ChatCompletionRequest, decision: Decision) -> dict[str, Any]:
         """Non-streaming answer from the decided tier, or its fallback."""
         body = req.upstream_body(model="")
-        order = self._order(decision.tier)
         cost = 0.0
         try:
-            for i, tier in enumerate(order):
-                t0 = time.perf_counter()
-                try:
-                    await self._check_ready(tier)
-                    data = await self.backends[tier].complete(body)
-                except BackendError as exc:
-                    self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
-                    continue
-                self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
-                cost = self._count_answer(tier, req, data, decision.key)
-                return data
-            raise AssertionError("unreachable: _failed raises on the last tier")
+            tier, data = await self._first_answer(req, decision, lambda t: self.backends[t].complete(body))
+            cost = self._count_answer(tier, req, data, decision.key)
+            return data
         finally:
             await self.settle(decision, cost)
 
@@ -324,26 +345,24 @@ class RoutingService:
         """Start a streaming answer: returns once the first chunk arrived (so a dead tier can still fall
         back and a total failure is still an HTTP error); the iterator yields SSE lines to the end."""
         body = req.upstream_body(model="")
-        order = self._order(decision.tier)
+
+        async def first(tier: Tier) -> tuple[AsyncGenerator[dict[str, Any], None], dict[str, Any]]:
+            chunks = self.backends[tier].stream(body)
+            try:
+                head = await anext(chunks, None)
+                if head is None:
+                    raise BackendError(tier, "stream", "stream ended before its first chunk")
+            except BaseException:
+                await chunks.aclose()
+                raise
+            return chunks, head
+
         try:
-            for i, tier in enumerate(order):
-                t0 = time.perf_counter()
-                chunks = self.backends[tier].stream(body)
-                try:
-                    await self._check_ready(tier)
-                    first = await anext(chunks)
-                except BackendError as exc:
-                    await chunks.aclose()
-                    self._failed(exc, order[i + 1] if i + 1 < len(order) else None, decision)
-                    continue
-                except StopAsyncIteration:  # pragma: no cover - stream() raises on an empty stream
-                    continue
-                self.metrics.upstream_latency.labels(tier).observe(time.perf_counter() - t0)
-                return self._sse(tier, first, chunks, req, decision)
-            raise AssertionError("unreachable: _failed raises on the last tier")
+            tier, (chunks, head) = await self._first_answer(req, decision, first)
         except BaseException:
             await self.settle(decision, 0.0)
             raise
+        return self._sse(tier, head, chunks, req, decision)
 
     async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncGenerator[dict[str, Any], None],
                    req: ChatCompletionRequest, decision: Decision) -> AsyncIterator[str]:

@@ -1,6 +1,7 @@
 """Per-key budgets without Ray: the routing service against loopback OpenAI servers (real sockets) and, for
 the shared store, a real redis-server. 50 concurrent requests from one key overshoot its budget by less
-than one request's cost; over budget is a 429 in OpenAI's quota shape or the cheaper tier; the Redis store
+than one request's cost, also when they fall back to a pricier tier; over budget is a 429 in OpenAI's quota
+shape or the cheaper tier; the Redis store
 survives a new service (a restarted replica), the memory store says it forgets."""
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def _service(fakes: tuple[FakeOpenAI, FakeOpenAI], store: BudgetStore, **budget: object) -> RoutingService:
+def _service(fakes: tuple[FakeOpenAI, FakeOpenAI], store: BudgetStore, score_value: float = 0.9,
+             **budget: object) -> RoutingService:
     strong, weak = fakes
     cfg = Config(routers=[ScorerConfig(router="random")],
                  strong=BackendConfig(name="big", base_url=strong.base_url, **FAST, **STRONG_PRICES),
@@ -57,7 +59,7 @@ def _service(fakes: tuple[FakeOpenAI, FakeOpenAI], store: BudgetStore, **budget:
     backends = {"strong": OpenAIBackend(cfg.strong, "strong"), "weak": OpenAIBackend(cfg.weak, "weak")}
 
     async def score(router: str, prompt: str) -> Score:
-        return Score(0.9)  # everything routed goes strong
+        return Score(score_value)  # everything routed goes strong (by default)
 
     return RoutingService(cfg, score, backends,
                           budgets=lambda spend, metrics: Budgets(bc, {KEY: bc.usd_per_period}, spend, metrics, store))
@@ -106,6 +108,80 @@ def test_fifty_concurrent_requests_overshoot_by_less_than_one_request(fakes, sto
     assert len(costs) == served and status["spent_usd"] == pytest.approx(sum(costs))
     assert budget <= status["spent_usd"] < budget + max(costs)
     assert status["remaining_usd"] == 0.0
+
+
+def test_fifty_concurrent_weak_requests_falling_back_to_strong_overshoot_by_less_than_one(fakes, store) -> None:
+    # Admitted at the weak tier's prices (a fiftieth of strong's); the weak tier fails and each falls back to
+    # strong. Holding only the weak price, all 50 used to be served by strong: 5.2 times the budget.
+    _, weak = fakes
+    budget = 10.5 * STRONG_COST
+    service = _service(fakes, store, score_value=0.0, usd_per_period=budget, period="total")
+    service.cfg.routing.weak_fallback_to_strong = True
+    costs: list[float] = []
+    record = service.spend.record_answer
+    service.spend.record_answer = lambda *a: costs.append(record(*a)) or costs[-1]  # type: ignore[method-assign]
+
+    async def run() -> tuple[list[str], dict]:
+        weak.mode = "fail"
+        try:
+            out = await asyncio.gather(*[_one(service, _req(i, stream=i % 5 == 0)) for i in range(50)])
+            return list(out), await service.budgets.status(KEY)  # type: ignore[union-attr]
+        finally:
+            weak.mode = "ok"
+            await service.aclose()
+
+    answers, status = asyncio.run(run())
+    served = len(answers) - answers.count("insufficient_quota")
+    assert served > 0 and all(a.startswith("data:") or a == "big" for a in answers if a != "insufficient_quota")
+    assert status["reserved_usd"] == pytest.approx(0.0, abs=1e-12)  # every hold released
+    assert len(costs) == served and status["spent_usd"] == pytest.approx(sum(costs))
+    assert status["spent_usd"] < budget + max(costs)
+
+
+@pytest.mark.parametrize("over_budget", ["reject", "cheapest"])
+def test_a_pricier_fallback_grows_the_hold_or_is_not_called(fakes, store, over_budget: str) -> None:
+    strong, weak = fakes
+    service = _service(fakes, store, score_value=0.0, usd_per_period=100e-6, period="total",
+                       over_budget=over_budget)
+    assert service.budgets is not None
+    service.cfg.routing.weak_fallback_to_strong = True
+    direct = _req(2).model_copy(update={"model": "big"})  # the strong tier by name: holds its price
+
+    async def run() -> tuple[str, float, dict, str, float, dict]:
+        weak.mode = "fail"
+        try:
+            alone = await service.decide(_req(1), 0.0, KEY)  # weak: holds the weak price
+            answered = (await service.complete(_req(1), alone))["model"]  # weak fails: strong, hold grown
+            grown = alone.reservation.amount  # type: ignore[union-attr]
+            await service.settle(alone, 0.0)
+            spent_before = (await service.budgets.status(KEY))["spent_usd"]  # type: ignore[union-attr]
+            routed = await service.decide(_req(3), 0.0, KEY)  # weak
+            held = await service.decide(direct, 0.0, KEY)  # strong, in flight: the rest of the budget
+            calls = strong.calls
+            refused = await _one_decided(service, _req(3), routed)
+            during = await service.budgets.status(KEY)  # type: ignore[union-attr]
+            assert strong.calls == calls  # the pricier fallback was not called
+            await service.settle(held, 0.0)
+            return answered, grown, during, refused, spent_before, routed.headers()
+        finally:
+            weak.mode = "ok"
+            await service.aclose()
+
+    answered, grown, during, refused, spent_before, headers = asyncio.run(run())
+    assert answered == "big" and grown == pytest.approx(service.budgets.max_cost("strong", _req(1)))
+    assert refused == ("insufficient_quota" if over_budget == "reject" else "upstream_error")
+    assert during["spent_usd"] == spent_before  # nothing charged for the refused request
+    assert during["reserved_usd"] == pytest.approx(service.budgets.max_cost("strong", direct))  # its hold released
+    assert headers["x-routeray-tier"] == "weak" and "x-routeray-budget" not in headers
+    action = "rejected" if over_budget == "reject" else "downgraded"
+    assert service.metrics.budget_refusals.labels(KEY, action)._value.get() == 1
+
+
+async def _one_decided(service: RoutingService, req: ChatCompletionRequest, decision) -> str:
+    try:
+        return (await service.complete(req, decision))["model"]
+    except APIError as err:
+        return err.type
 
 
 def test_over_budget_is_openai_shaped_429_with_retry_after(fakes) -> None:
@@ -266,3 +342,27 @@ def test_a_pool_is_priced_per_model_and_over_budget_goes_to_its_cheapest_model()
     assert explained["pool"] is True and explained["tier"] == "m2"
     assert list(explained["prices_per_mtok_usd"]) == ["m0", "m1", "m2"]
     assert explained["scores"]["random"]["quality"] == {"m0": 0.1, "m1": 0.2, "m2": 0.99}
+
+
+def test_cheapest_mode_answers_a_refused_pool_fallback_with_the_cheapest_model() -> None:
+    with FakeOpenAI("m0") as m0, FakeOpenAI("m1") as m1, FakeOpenAI("m2") as m2:
+        service = _pool_service([m0, m1, m2], 100e-6, "cheapest")
+        service.cfg.routing.strong_fallback_to_weak = False  # m1's only configured fallback is m2, pricier
+        service.cfg.routing.weak_fallback_to_strong = True
+
+        async def run() -> tuple[str, dict[str, str]]:
+            m1.mode = "fail"
+            try:
+                named = _req(1).model_copy(update={"model": "m1"})
+                decision = await service.decide(named, 0.0, KEY)
+                held = await service.decide(_req(2).model_copy(update={"model": "m2"}), 0.0, KEY)  # in flight
+                answer = (await service.complete(named, decision))["model"]
+                await service.settle(held, 0.0)
+                return answer, decision.headers()
+            finally:
+                await service.aclose()
+
+        answer, headers = asyncio.run(run())
+        assert m2.calls == 0
+    assert answer == "m0" and headers["x-routeray-tier"] == "m0" and headers["x-routeray-fallback"] == "m1_error"
+    assert "exceeded" in headers["x-routeray-budget"]

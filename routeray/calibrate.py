@@ -123,19 +123,24 @@ def calibrate_threshold(router: Router, prompts: Sequence[str], strong_fraction:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Handler of ``routeray calibrate``: prints the threshold and what it does on the prompts."""
+    from routeray.routers.guard import GuardedRouter, GuardSpec
     from routeray.routers.registry import load_router
 
+    guard = None if getattr(args, "guard", None) is None else GuardSpec.from_text(args.guard)
     if args.models or args.spend_per_1k is not None:
+        if guard is not None and guard.mode != "off":
+            raise RouterayError("--guard applies to two-tier scores only; a pool is calibrated unguarded")
         return _run_pool(args)
     if not 0.0 <= args.strong_fraction <= 1.0:
         raise RouterayError(f"--strong-fraction must be between 0 and 1, got {args.strong_fraction}")
     prompts = read_prompts(args.prompts)
-    router = load_router(args.router, args.artifacts)
+    router = load_router(args.router, args.artifacts, guard=guard)  # None: the router's own default
     scores = score_all(router, prompts, progress=True)
     threshold = threshold_for_fraction(scores, args.strong_fraction)
     n_strong = int(goes_strong(scores, threshold).sum())
+    guarded = f" with the rerouting guard {router.spec.describe()}" if isinstance(router, GuardedRouter) else ""
     # repr-precision: the printed number, parsed back, routes exactly these prompts
-    print(f"threshold for {args.router} at {args.strong_fraction:.1%} strong calls: {threshold!r}")
+    print(f"threshold for {args.router}{guarded} at {args.strong_fraction:.1%} strong calls: {threshold!r}")
     print(f"{n_strong} of {len(prompts)} prompts ({n_strong / len(prompts):.1%}) score >= {threshold!r} "
           f"and go to the strong model; use model name router-{args.router}-{threshold!r}")
     return 0

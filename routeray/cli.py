@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-tokens", type=float, default=256.0, help="tokens assumed per answer (spend)")
     p.add_argument("--config", default=None, help="a gateway config (or Serve config) with a pool: its models, "
                    "what the router scores them as, and their prices (instead of --models and --prices)")
+    p.add_argument("--guard", default=None, metavar="MODE",
+                   help="calibrate on the router's scores with the rerouting guard (it lowers them): off, heads, "
+                        "anchored, windows, or a JSON spec such as '{\"mode\": \"heads\", \"min_words\": 32}' "
+                        "(routeray.routers.guard); default: the router's own default (Router.guard). Two-tier only")
 
     p = sub.add_parser("eval", help="evaluate routers on a benchmark in RouteLLM's layout")
     p.add_argument("--benchmark", required=True, choices=[*BENCHMARKS, "golden", "pool"],

@@ -28,12 +28,13 @@ views (``mode``):
 
 Prompts of at most ``min_words`` words have no views: a gadget added to a shorter prompt is partly inside
 the first head. The score is a monotone function of the views' scores, so thresholds keep their meaning;
-calibrate with the guard on (it lowers scores). Cost: one ``score`` call per batch on the prompts and their
-views; ``heads`` adds at most about twice each prompt's words (the grid's sum), less for short prompts.
+calibrate with the guard on (it lowers scores: ``routeray calibrate --guard``). Cost: one ``score`` call per
+batch on the prompts and their views; ``heads`` adds at most about twice each prompt's words (the grid's sum), less for short prompts.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ class GuardSpec:
     def __post_init__(self) -> None:
         if self.mode not in GUARD_MODES:
             raise RouterayError(f"unknown guard mode {self.mode!r} (known: {', '.join(GUARD_MODES)})")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.min_words, self.span, self.max_views)):
+            raise RouterayError(f"guard min_words, span and max_views must be whole numbers, got {self}")
         if self.min_words < 1 or self.span < 1 or self.max_views < 3:
             raise RouterayError(f"guard needs min_words >= 1, span >= 1 and max_views >= 3, got {self}")
 
@@ -80,6 +83,21 @@ class GuardSpec:
             raise RouterayError(f"unknown guard option(s) {sorted(unknown)}; known: "
                                 f"{', '.join(cls.__dataclass_fields__)}")
         return cls(**dict(value))
+
+    @classmethod
+    def from_text(cls, text: str) -> GuardSpec:
+        """A spec from a command-line value: a mode name, or a JSON object of options
+        (``{"mode": "heads", "min_words": 32}``; options left out keep their defaults)."""
+        text = text.strip()
+        if not text.startswith(("{", "[", '"')):
+            return cls.parse(text)
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise RouterayError(f"guard spec is not valid JSON ({exc}): {text!r}") from None
+        if not isinstance(value, dict | str):
+            raise RouterayError(f"guard spec must be a JSON object or mode name, got {text!r}")
+        return cls.parse(value)
 
     def describe(self) -> str:
         if self.mode == "off":

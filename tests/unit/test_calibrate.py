@@ -161,3 +161,52 @@ def test_calibrate_a_gateway_configs_pool_for_a_spend(tmp_path, capsys):
     assert main(["calibrate", "--router", "mf", "--prompts", str(prompts), "--config", str(two),
                  "--spend-per-1k", "1"]) == 2
     assert "no pool to calibrate" in capsys.readouterr().err
+
+
+def test_a_guarded_calibration_routes_the_share_asked_through_the_guarded_router(shared_data, tmp_path, capsys):
+    from routeray.routers.guard import GuardedRouter
+    from routeray.routers.registry import load_router
+
+    # 60 real Chatbot Arena prompts (median about 30 words: most have heads for the guard to score)
+    lines = (shared_data / "preference" / "arena_bench_v1" / "question.jsonl").read_text().splitlines()[:60]
+    path = tmp_path / "arena.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    prompts = read_prompts(path)
+    args = ["calibrate", "--router", "mf", "--strong-fraction", "0.3", "--prompts", str(path)]
+
+    def threshold(*extra: str) -> tuple[float, str]:
+        assert main([*args, *extra]) == 0
+        out = capsys.readouterr().out
+        return float(out.split("strong calls: ")[1].split()[0]), out
+
+    guarded_t, out = threshold("--guard", "heads")
+    assert "with the rerouting guard heads(min_words=16,max_views=8)" in out and "18 of 60 prompts" in out
+    plain_t, out = threshold()  # the router's own default: unguarded
+    assert "rerouting guard" not in out
+    guarded = load_router("mf", guard="heads")
+    assert isinstance(guarded, GuardedRouter)
+    scores = guarded.score(prompts)
+    assert (scores >= guarded_t).sum() == 18  # the share asked for, scored as the gateway scores with the guard
+    assert guarded_t < plain_t and (scores >= plain_t).sum() < 18  # the unguarded threshold sends fewer
+
+
+@pytest.mark.parametrize(("guard", "message"), [
+    ("sideways", "unknown guard mode 'sideways'"),
+    ('{"mode": "heads", "min_words": "many"}', "whole numbers"),
+    ('{"mode": "heads", "depth": 3}', "unknown guard option(s) ['depth']"),
+    ("{oops", "not valid JSON"),
+    ('["heads"]', "must be a JSON object or mode name"),
+])
+def test_a_bad_guard_is_a_clear_error(tmp_path, capsys, guard, message):
+    path = tmp_path / "p.txt"
+    path.write_text("one prompt\n")
+    for off in ("off", '{"mode": "off"}'):  # the random router's default guard: off
+        assert main(["calibrate", "--router", "random", "--strong-fraction", "0.5", "--prompts", str(path),
+                     "--guard", off]) == 0
+        assert "rerouting guard" not in capsys.readouterr().out
+    assert main(["calibrate", "--router", "random", "--strong-fraction", "0.5", "--prompts", str(path),
+                 "--guard", guard]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["calibrate", "--router", "mf", "--strong-fraction", "0.5", "--prompts", str(path),
+                 "--models", "a", "b", "--guard", "heads"]) == 2
+    assert "--guard applies to two-tier scores only" in capsys.readouterr().err

@@ -105,6 +105,12 @@ def test_spec_parsing_and_fingerprint():
         GuardSpec.parse({"mode": "heads", "spam": 1})
     with pytest.raises(RouterayError):
         GuardSpec(mode="heads", min_words=0)
+    with pytest.raises(RouterayError, match="whole numbers"):
+        GuardSpec.parse({"mode": "heads", "min_words": 2.5})
+    # the command line's form (routeray calibrate --guard): a mode name or a JSON object
+    assert GuardSpec.from_text(" anchored ") == GuardSpec(mode="anchored")
+    assert GuardSpec.from_text('{"mode": "heads", "min_words": 16}') == GuardSpec.from_text('"heads"') == GuardSpec()
+    assert GuardSpec.from_text('{"min_words": 32}') == GuardSpec(min_words=32)
     inner = KeywordRouter()
     g = guard_router(inner, "heads")
     assert isinstance(g, GuardedRouter)

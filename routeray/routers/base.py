@@ -5,9 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from routeray.encoders.base import Embedder
 
 
 def goes_strong(scores: Any, threshold: float) -> Any:
@@ -60,3 +63,27 @@ class Router(ABC):
     def fingerprint(self) -> str:
         """Identifies the learned state (used to key score caches); routers with an artifact override it."""
         return self.name
+
+
+class EmbeddingRouter(Router):
+    """A router that scores prompt embeddings (mf, sw_ranking, knn). Implementers set ``self.embedder`` and
+    ``self._fingerprint`` when built and implement :meth:`score_embeddings`; :meth:`score` embeds each batch
+    with one ``embedder.embed`` call and scores the embeddings, and evaluation can score cached embeddings
+    directly."""
+
+    embedder: Embedder
+    _fingerprint: str
+
+    @abstractmethod
+    def score_embeddings(self, emb: np.ndarray, prompts: Sequence[str] | None = None) -> np.ndarray:
+        """P(strong wins) from precomputed prompt embeddings ``(n, D)`` in ``self.embedder``'s space; ``prompts``
+        (the same ``n`` texts) for routers that also read the text, ignored by the others."""
+
+    def score(self, prompts: Sequence[str]) -> np.ndarray:
+        if len(prompts) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return self.score_embeddings(self.embedder.embed(list(prompts)), prompts)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint

@@ -23,7 +23,7 @@ from routeray.artifacts import Artifact, load_artifact
 from routeray.encoders.base import Embedder
 from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError
-from routeray.routers.base import Router
+from routeray.routers.base import EmbeddingRouter
 from routeray.routers.mf import ModelResolver
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def knn_mean(query: np.ndarray, index: np.ndarray, values: np.ndarray, k: int, c
     return out
 
 
-class KNNRouter(Router):
+class KNNRouter(EmbeddingRouter):
     """Mean strong-minus-weak correctness of the k nearest labelled training prompts."""
 
     name: ClassVar[str] = "knn"
@@ -110,14 +110,5 @@ class KNNRouter(Router):
         """P(strong wins) (the prompts are not needed) from precomputed unit prompt embeddings ``(n, D)``."""
         return (1.0 + knn_mean(emb, self._index, self._gaps, self.k)) / 2.0
 
-    def score(self, prompts: Sequence[str]) -> np.ndarray:
-        if len(prompts) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_embeddings(self.embedder.embed(list(prompts)))
-
     def training_embeddings(self) -> np.ndarray | None:
         return self._emb
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint

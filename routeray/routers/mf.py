@@ -28,7 +28,7 @@ from routeray.data.models import canonical_model
 from routeray.encoders.base import Embedder
 from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError, RouterayError
-from routeray.routers.base import Router
+from routeray.routers.base import EmbeddingRouter
 from routeray.routers.pool import PoolScoring
 from routeray.routers.prompt_features import FeatureInput
 
@@ -129,7 +129,7 @@ def quality_scorer(tensors: Mapping[str, np.ndarray], columns: Sequence[int]) ->
     return u, c + np.asarray(tensors["model_bias"], dtype=np.float64)[cols]
 
 
-class MFRouter(PoolScoring, Router):
+class MFRouter(PoolScoring, EmbeddingRouter):
     """Scores prompts with a trained matrix-factorisation model for one (strong, weak) pair, or the
     predicted correctness of every model of a pool (:meth:`model_quality`)."""
 
@@ -183,11 +183,6 @@ class MFRouter(PoolScoring, Router):
         """P(strong wins) from precomputed prompt embeddings ``(n, D)`` (and the prompts, see :meth:`inputs`)."""
         return route_scores(self.inputs(emb, prompts), self._scorer)
 
-    def score(self, prompts: Sequence[str]) -> np.ndarray:
-        if len(prompts) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_embeddings(self.embedder.embed(list(prompts)), prompts)
-
     def quality_embeddings(self, emb: np.ndarray, models: Sequence[str],
                            prompts: Sequence[str] | None = None) -> np.ndarray:
         """Each pool model's P(correct) from precomputed prompt embeddings ``(n, D)`` (and the prompts)."""
@@ -208,7 +203,3 @@ class MFRouter(PoolScoring, Router):
             return None
         emb = q.astype(np.float32)
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint

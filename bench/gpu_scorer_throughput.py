@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from result_file import write_result  # bench/ is on the path when a script runs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -200,10 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare(args.gpu_dir, args.data, args.n_prompts, args.seed)
         return 0
     result = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(table(result))
-    print(f"wrote {args.out} in {result['wall_s']} s")
+    write_result(args.out, result, note=f" in {result['wall_s']} s")
     return 0
 
 

@@ -40,6 +40,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from result_file import write_result  # bench/ is on the path when a script runs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -372,11 +374,7 @@ def main() -> None:
     else:
         result = run_apgr(args)
         print_apgr(result)
-    result["load_average"] = [load, os.getloadavg()[0]]
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"wrote {out} (load average {load:.1f} -> {os.getloadavg()[0]:.1f})")
+    write_result(args.output, result, load_before=load)
 
 
 if __name__ == "__main__":

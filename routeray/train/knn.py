@@ -21,7 +21,7 @@ from routeray.data.schema import GoldenLabel, PreferenceData
 from routeray.errors import DataError
 from routeray.train.common import (
     DEFAULT_STRONG,
-    DEFAULT_WEAK,
+    PAIR_DEFAULTS,
     best_grid_point,
     embed_texts,
     evaluate_sets,
@@ -33,10 +33,7 @@ from routeray.train.common import (
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
-    "strong_model": DEFAULT_STRONG,
-    "weak_model": DEFAULT_WEAK,
-    "embedder": None,  # None: the default local MiniLM
-    "model_aliases": {"gpt-4o": "gpt-4o-2024-05-13", "gpt-4": "gpt-4-0314", "gpt-3.5": "gpt-3.5-turbo-1106"},
+    **PAIR_DEFAULTS,  # the strong/weak pair, the embedder (None: the local MiniLM), model aliases
     # a source that lacks a model lends these in its place (MMLU-Pro has gpt-4o, not gpt-4-1106-preview)
     "stand_ins": {DEFAULT_STRONG: ["gpt-4o-2024-05-13"]},
     "k": 100,

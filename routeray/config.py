@@ -388,8 +388,18 @@ class Config(_Model):
 
     def local_engine_url(self) -> str:
         """The engine's OpenAI base URL through Serve's local HTTP proxy."""
+        return f"{self._serve_proxy_url()}{self.engine.route_prefix.rstrip('/')}/v1"
+
+    def _serve_proxy_url(self) -> str:
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
-        return f"http://{host}:{self.http_port}{self.engine.route_prefix.rstrip('/')}/v1"
+        return f"http://{host}:{self.http_port}"
+
+    def behind_serve_proxy(self, url: str | None) -> bool:
+        """Is ``url`` an application of this Serve cluster, reached through its local HTTP proxy (which answers
+        404 until that application's route exists)?"""
+        if not url:
+            return False
+        return (url.rstrip("/") + "/").startswith(self._serve_proxy_url() + "/")
 
     def resolved(self, environ: dict[str, str] | None = None) -> Config:
         """A copy with every unset base URL filled in: the weak one from the local engine, the strong one

@@ -78,6 +78,17 @@ def test_without_a_strong_api_the_strong_tier_is_the_local_engine(caplog: pytest
     assert "LOCAL weak engine" in caplog.text
 
 
+def test_readiness_knows_which_tiers_sit_behind_this_clusters_serve_proxy() -> None:
+    """Only those answer 404 while their route is missing (the gateway then waits for them); any other API may
+    lack a /models route and is up."""
+    cfg = Config(http_port=8123).resolved({"ROUTERAY_STRONG_BASE_URL": "https://api.example.com/v1"})
+    assert cfg.behind_serve_proxy(cfg.weak.base_url)
+    assert cfg.behind_serve_proxy("http://127.0.0.1:8123/another-app/v1")
+    assert not cfg.behind_serve_proxy(cfg.strong.base_url)
+    assert not cfg.behind_serve_proxy("http://127.0.0.1:81234/weak/v1")  # another port, not a prefix match
+    assert not cfg.behind_serve_proxy(None)
+
+
 def test_serve_config_file_is_valid() -> None:
     data = yaml.safe_load(SERVE_CONFIG.read_text())
     apps = {a["name"]: a for a in data["applications"]}

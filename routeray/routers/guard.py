@@ -4,11 +4,12 @@ A "confounder gadget" (Shafran et al., arXiv 2501.01818) is a short token sequen
 against a router's score, that pushes almost any prompt it is added to over the strong threshold: someone
 else then pays for the strong model. ``bench/rerouting.py`` measures how many weak-routed held-out prompts
 of our routers such gadgets flip to strong, with and without the guard (``flips``), and what the guard costs
-in routing quality (``apgr``); no run of it is recorded yet.
+in routing quality (``apgr``); the figures are in ``docs/serving.md`` ("Rerouting guard").
 
 The guard is **opt-in**: ``Router.guard`` is ``off``, so :func:`~routeray.routers.registry.load_router`
 returns routers unguarded unless it is given ``guard=`` (from a router's config overrides in the gateway and
-the SDK). It stays off by default until its APGR cost on held-out sources has been measured.
+the SDK). Measured on the default ``mf``, no mode holds optimised gadgets at both ends of the prompt under 10 %
+of weak-routed prompts flipped (``heads`` stops appended ones only), so none is the default.
 
 :class:`GuardedRouter` scores the prompt as sent and some views of it, and returns the lowest score. The
 views (``mode``):

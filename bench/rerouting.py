@@ -231,10 +231,6 @@ class Target:
                  {k: round(v["flip_rate"], 3) for k, v in self.rows[-1]["flips"].items()})
 
 
-def parse_guard(text: str) -> GuardSpec:
-    return GuardSpec.parse(json.loads(text) if text.startswith("{") else text)
-
-
 def run_flips(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data)
     held = eval_prompts(data, args.n_eval, args.seed)
@@ -246,7 +242,7 @@ def run_flips(args: argparse.Namespace) -> dict[str, Any]:
         base = Memo(load_memo_router(name))
         per_guard: dict[str, Any] = {}
         transfer: dict[str, str] = {}  # position -> gadget searched against the unguarded router
-        for spec in map(parse_guard, args.guards):
+        for spec in map(GuardSpec.from_text, args.guards):
             t0 = time.perf_counter()
             scorer = Memo(guard_router(base.router, spec)) if spec.mode != "off" else base
             target = Target(f"{name} guard={spec.describe()}", scorer, held, args.strong_shares)
@@ -318,7 +314,7 @@ def run_apgr(args: argparse.Namespace) -> dict[str, Any]:
     folds = source_folds(data, "auto")
     embedder_spec = json.loads(args.embedder) if args.embedder else None
     embedder = cached_embedder(embedder_spec)
-    specs = [parse_guard(g) for g in args.guards]
+    specs = [GuardSpec.from_text(g) for g in args.guards]
     per_guard: dict[str, dict[str, Any]] = {s.describe(): {} for s in specs}
     for fold in folds:
         t0 = time.perf_counter()

@@ -75,8 +75,8 @@ class Gateway:
         lag_ms = self.cfg.ingress.shed_loop_lag_ms
         self.shedder = LoadShedder(None if lag_ms is None else lag_ms / 1000)
         self.metrics.loop_lag.set_function(lambda: self.shedder.lag.lag_s)
-        self.readiness = TierReadiness(backends, engine_tiers=[key for key, b in self.cfg.backend_table().items()
-                                                               if self.cfg.behind_serve_proxy(b.base_url)])
+        self.readiness = TierReadiness(backends, engine_tiers=[key for key, b in backends.items()
+                                                               if self.cfg.behind_serve_proxy(b.cfg.base_url)])
         budgets = budgets_factory(self.cfg.ingress.access.budgets, self.access.budgets)
         self.service = RoutingService(self.cfg, self._score, backends, self.metrics, self.readiness, budgets)
         log.info("gateway ready: routers %s; %s", self.service.routers,

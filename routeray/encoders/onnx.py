@@ -9,9 +9,10 @@ where torch's per-tensor ``dynamic-int8`` keeps 0.93 (bench/encoders.md). The fo
 of the source weights and the recipe, so another MiniLM or another recipe gets another file.
 
 Sessions run ``intra_op_num_threads`` threads (1 by default: on a small machine the serving process needs the
-other core, and one thread wastes nothing on synchronisation) without spin-waiting. Prompts are grouped by
-token count before they are run (:func:`token_buckets`), so a batch pads little: on CPU a padded token
-costs as much as a real one.
+other core, and one thread wastes nothing on synchronisation) without spin-waiting. In float32, prompts are grouped
+by token count before they are run (:func:`token_buckets`), so a batch pads little: on CPU a padded token
+costs as much as a real one. In int8 each prompt runs alone: activations are quantised with one scale per
+run, so a prompt batched with others would get a vector, and a route, that depends on its neighbours.
 """
 
 from __future__ import annotations
@@ -190,7 +191,11 @@ class OnnxEncoder:
         enc = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)
         ids, types = enc["input_ids"], enc.get("token_type_ids")
         out = np.empty((len(texts), dim), dtype=np.float32)
-        for idx in token_buckets([len(r) for r in ids], self.batch_size):
+        # int8 quantises activations with one scale per run: a prompt run beside others would get a vector (and
+        # a route) that depends on its neighbours, so each runs alone; on one CPU thread that costs nothing
+        # (MiniLM int8, 256 MMLU prompts: 8.6 ms per prompt alone, 8.9 in batches of 64)
+        max_batch = 1 if self.quantize else self.batch_size
+        for idx in token_buckets([len(r) for r in ids], max_batch):
             input_ids = pad([ids[i] for i in idx])
             mask = pad([[1] * len(ids[i]) for i in idx])
             type_ids = pad([types[i] for i in idx]) if types is not None else np.zeros_like(input_ids)

@@ -58,6 +58,8 @@ def test_onnx_runtime_gives_torch_vectors_and_int8_close_ones(tiny_encoder: Path
     np.testing.assert_allclose(got, ref, atol=1e-5)  # same vectors, whatever the batching
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
     assert np.all((q * ref).sum(1) > 0.95)
+    # int8 scales activations per run, so each prompt runs alone: its vector does not depend on its batch
+    np.testing.assert_array_equal(q, np.concatenate([int8.embed([t]) for t in TEXTS]))
     # float32 ONNX is the same embedder as torch; int8 is another one that artifacts tell apart
     assert auto.spec == torch_emb.spec and int8.spec == {**torch_emb.spec, "quantize": QUANTIZE_ONNX}
     with pytest.raises(ArtifactError, match="was trained with embedder"):
@@ -66,6 +68,14 @@ def test_onnx_runtime_gives_torch_vectors_and_int8_close_ones(tiny_encoder: Path
     files = sorted(p.name for p in (tmp_path / "models" / "onnx").iterdir())
     assert len(files) == 2 and prepare_onnx(tiny_encoder).parent.name in files
     assert auto.embed([]).shape == (0, 32)
+
+
+def test_an_int8_spec_runs_its_float_weights_on_torch(tiny_encoder: Path) -> None:
+    """int8 is a CPU format: with runtime torch (and on a GPU) the same spec embeds with the float32 weights."""
+    torch_emb = LocalEmbedder(model_path=tiny_encoder, runtime="torch")
+    int8_on_torch = LocalEmbedder(model_path=tiny_encoder, quantize=QUANTIZE_ONNX, runtime="torch")
+    np.testing.assert_allclose(int8_on_torch.embed(TEXTS), torch_emb.embed(TEXTS), atol=1e-6)
+    assert int8_on_torch._onnx is None and int8_on_torch.spec["quantize"] == QUANTIZE_ONNX
 
 
 def test_unknown_runtime_is_refused() -> None:

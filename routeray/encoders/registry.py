@@ -14,6 +14,9 @@ from routeray.encoders.base import Embedder
 from routeray.errors import ArtifactError, RouterayError
 
 DEFAULT_SPEC: dict[str, Any] = {"kind": "local", "model": "all-MiniLM-L6-v2", "dim": 384}
+# The same MiniLM with int8 weights on ONNX Runtime: mf's default (same held-out routing quality, less CPU per
+# prompt; docs/evaluation.md, "int8 MiniLM")
+INT8_SPEC: dict[str, Any] = {**DEFAULT_SPEC, "quantize": "onnx-int8"}
 # Optional spec keys that change the vectors: an artifact and its embedder must agree on them too (absent = None).
 IDENTITY_KEYS = ("kind", "model", "dim", "quantize", "source", "hash")
 

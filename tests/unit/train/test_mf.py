@@ -101,7 +101,7 @@ def test_mf_scores_the_same_through_training_serving_and_evaluation(real_slice, 
     router = load_router("mf", tmp_path / "mf")
     served = router.score(prompts)
 
-    emb, _ = embed_texts(prompts, None, progress=False)  # the trainer's own (cached) embeddings
+    emb, _ = embed_texts(prompts, artifact.embedder, progress=False)  # the trainer's own (cached) embeddings
     assert router.features is not None  # the default reads the prompt's structure too
     x = router.inputs(emb, prompts)  # [embedding, scaled structure features]
     rows = dict(zip(prompts, x, strict=True))

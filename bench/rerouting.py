@@ -17,12 +17,19 @@ weak-routed held-out prompts that a gadget flips to strong. Held-out prompts: ``
 (MMLU, GSM8K, MT-Bench; no router trains on them). Thresholds: the scores that send 50 % and 30 % of the
 clean held-out prompts to strong, computed for each guard mode on its own clean scores (``--strong-shares``).
 
+``bound``: the most that *any* gadget of ``--gadget-words`` words at each position could flip, whatever its
+words: a gadget can at most make every scored text that holds part of it score 1, so the guarded score of
+an attacked prompt is at most the lowest of its views that hold none of the gadget (texts of the prompt
+itself; plus the guard's margin), and a flip needs that to reach the threshold. No search: one scoring pass.
+The gadget's words (``Qzq.``) each start and end a sentence, the most a gadget can add to ``spans``'s views.
+
 ``apgr``: the guard's routing-quality cost: mf trained on each leave-one-source-out fold (the folds
 ``routeray train mf`` selects on, fixed hyper-parameters), APGR on the held-out source with and without
 the guard, and the mean over folds.
 
     .venv/bin/python bench/rerouting.py flips --routers mf sw_ranking --guards off heads windows \\
         --output bench/results/rerouting_flips.json
+    .venv/bin/python bench/rerouting.py bound --routers mf --guards off spans --output bench/results/rerouting_bound.json
     .venv/bin/python bench/rerouting.py apgr --guards off heads windows --output bench/results/rerouting_apgr.json
 """
 
@@ -52,7 +59,7 @@ sys.path.insert(0, str(REPO))
 
 from routeray.paths import shared_data_dir  # noqa: E402
 from routeray.routers.base import Router, goes_strong  # noqa: E402
-from routeray.routers.guard import GuardSpec, guard_router  # noqa: E402
+from routeray.routers.guard import GuardSpec, guard_router, views  # noqa: E402
 
 log = logging.getLogger("bench.rerouting")
 
@@ -277,6 +284,64 @@ def print_flips(result: dict[str, Any]) -> None:
                 print(f"{router:<12}{guard:<44}{r['kind']:<18}{r['position']:<8}{cells}")
 
 
+# ---- bound ---------------------------------------------------------------------------------------------
+MARK = "Qzq."  # a gadget word that starts and ends a sentence; found in no held-out prompt
+
+
+def worst_case(scorer: Memo, spec: GuardSpec, prompts: Sequence[str], position: str, n_words: int) -> np.ndarray:
+    """Per prompt, the highest guarded score any ``n_words``-word gadget at ``position`` could reach: the
+    lowest view of the attacked text without any gadget word, plus the margin (1 when every view holds some)."""
+    gadget = " ".join([MARK] * n_words)
+    free = [[v for v in views(place(p, gadget, position), spec)[1:] if MARK not in v] for p in prompts]
+    scores = scorer([v for vs in free for v in vs])
+    out, i = [], 0
+    for vs in free:
+        out.append(min(1.0, float(scores[i:i + len(vs)].min()) + spec.margin) if vs else 1.0)
+        i += len(vs)
+    return np.asarray(out)
+
+
+def run_bound(args: argparse.Namespace) -> dict[str, Any]:
+    held = eval_prompts(Path(args.data), args.n_eval, args.seed)
+    if any(MARK in p for p in held):
+        raise SystemExit(f"a held-out prompt holds the gadget word {MARK!r}")
+    n_words = np.asarray([len(p.split()) for p in held])
+    results: dict[str, Any] = {"held_out": len(held), "args": vars(args), "routers": {}}
+    for name in args.routers:
+        base = Memo(load_memo_router(name))
+        per_guard: dict[str, Any] = {}
+        for spec in map(GuardSpec.from_text, args.guards):
+            scorer = Memo(guard_router(base.router, spec)) if spec.mode != "off" else base
+            clean = scorer(held)
+            ts = thresholds(clean, args.strong_shares)
+            n_texts = [len(views(p, spec)) for p in held]
+            rows = [{"position": pos, "gadget_words": k,
+                     "flips": flip_rates(clean, np.maximum(clean, worst_case(base, spec, held, pos, k)), ts, n_words)}
+                    for k in args.gadget_words for pos in args.positions]
+            per_guard[spec.describe()] = {"thresholds": ts, "n_held_out": len(held), "bounds": rows,
+                                          "texts_per_prompt": float(np.mean(n_texts)),
+                                          "words_per_prompt_word": float(np.mean(
+                                              [sum(len(v.split()) for v in views(p, spec)) / max(1, n)
+                                               for p, n in zip(held, n_words, strict=True)]))}
+            log.info("%s %s: %s", name, spec.describe(), [(r["position"], r["gadget_words"], {
+                s: round(v["flip_rate"], 3) for s, v in r["flips"].items()}) for r in rows])
+        results["routers"][name] = per_guard
+    return results
+
+
+def print_bound(result: dict[str, Any]) -> None:
+    shares = result["args"]["strong_shares_str"]
+    print(f"{'router':<12}{'guard':<48}{'texts':>6}{'words':>7}  {'pos':<8}{'words':>6}" + "".join(
+        f"{'worst flips @' + s:>20}" for s in shares))
+    for router, guards in result["routers"].items():
+        for guard, g in guards.items():
+            for r in g["bounds"]:
+                cells = "".join(f"{r['flips'][s]['flip_rate'] * 100:>13.1f}% ({r['flips'][s]['flipped']:>3})"
+                                for s in shares)
+                print(f"{router:<12}{guard:<48}{g['texts_per_prompt']:>6.2f}{g['words_per_prompt_word']:>6.2f}x  "
+                      f"{r['position']:<8}{r['gadget_words']:>6}{cells}")
+
+
 # ---- apgr ----------------------------------------------------------------------------------------------
 def fold_apgr(fold: Any, specs: Sequence[GuardSpec], embedder: Any, args: argparse.Namespace,
               embedder_spec: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -339,7 +404,7 @@ def print_apgr(result: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("flips", "apgr"):
+    for name in ("flips", "bound", "apgr"):
         p = sub.add_parser(name)
         p.add_argument("--data", default=str(shared_data_dir()))
         p.add_argument("--guards", nargs="+", default=["off", "heads"],
@@ -356,6 +421,12 @@ def main() -> None:
     f.add_argument("--candidates", type=int, default=16)
     f.add_argument("--opt-prompts", type=int, default=8)
     f.add_argument("--opt-pool", type=int, default=64, help="attacker prompts scored to pick the lowest-scored")
+    b = sub.choices["bound"]
+    b.add_argument("--routers", nargs="+", default=["mf"])
+    b.add_argument("--positions", nargs="+", default=["suffix", "prefix"], choices=POSITIONS)
+    b.add_argument("--n-eval", type=int, default=400)
+    b.add_argument("--strong-shares", type=float, nargs="+", default=[0.5, 0.3])
+    b.add_argument("--gadget-words", type=int, nargs="+", default=[10, 40])
     a = sub.choices["apgr"]
     a.add_argument("--weight-decay", type=float, default=1e-3, help="mf's chosen value on the 12 folds")
     a.add_argument("--num-random-seeds", type=int, default=50)
@@ -363,10 +434,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load = os.getloadavg()[0]
-    if args.cmd == "flips":
+    if args.cmd in ("flips", "bound"):
         args.strong_shares_str = [f"{p:g}" for p in args.strong_shares]
+    if args.cmd == "flips":
         result = run_flips(args)
         print_flips(result)
+    elif args.cmd == "bound":
+        result = run_bound(args)
+        print_bound(result)
     else:
         result = run_apgr(args)
         print_apgr(result)

@@ -3,22 +3,33 @@
 A "confounder gadget" (Shafran et al., arXiv 2501.01818) is a short token sequence, found by hill-climbing
 against a router's score, that pushes almost any prompt it is added to over the strong threshold: someone
 else then pays for the strong model. ``bench/rerouting.py`` measures how many weak-routed held-out prompts
-of our routers such gadgets flip to strong, with and without the guard (``flips``), and what the guard costs
-in routing quality (``apgr``); the figures are in ``docs/serving.md`` ("Rerouting guard").
+of our routers such gadgets flip to strong, with and without the guard (``flips``), the most any gadget at
+either end could flip (``bound``), and what the guard costs in routing quality (``apgr``); the figures are in
+``docs/serving.md`` ("Rerouting guard").
 
 The guard is **opt-in**: ``Router.guard`` is ``off``, so :func:`~routeray.routers.registry.load_router`
 returns routers unguarded unless it is given ``guard=`` (from a router's config overrides in the gateway and
-the SDK). Measured on the default ``mf``, no mode holds optimised gadgets at both ends of the prompt under 10 %
-of weak-routed prompts flipped (``heads`` stops appended ones only), so none is the default.
+the SDK). Measured on the default ``mf``, ``spans`` with ``margin`` 0.0075 holds gadgets at both ends of the
+prompt under 10 % of weak-routed prompts flipped at an APGR cost under 0.01; which mode (if any) is the
+default is the project's decision, recorded in ``docs/serving.md``.
 
-:class:`GuardedRouter` scores the prompt as sent and some views of it, and returns the lowest score. The
-views (``mode``):
+:class:`GuardedRouter` scores the prompt as sent and some views of it; the guarded score is the lower of the
+prompt's own score and the lowest view's score plus ``margin`` (0 by default: the minimum over all texts).
+The views (``mode``):
 
-- ``heads`` (what a spec without a mode means): the prompt's first ``m`` words for ``m`` on a fixed grid (``min_words``, twice
-  that, four times…, below the prompt's length). Text *appended* to a prompt leaves every such view of it
-  unchanged, so the guarded score of ``prompt + anything`` is at most that of the prompt's own heads: an
-  appended gadget can only win where the full prompt scored lower than all of its heads. It does nothing
-  against a gadget put *before* the prompt (every head then holds it).
+- ``spans``: every stretch of the prompt that starts at a capital letter followed by a small one ("Which",
+  "The") and runs to the first sentence end (``.``, ``?``, ``!`` or ``:`` right after a character that is
+  not a space or a capital) at or after its ``min_words``-th word. Whether a stretch is a view depends only
+  on its own characters, so every view of a prompt is still a view of the prompt with *any* text added
+  before or after it (glued to it or not): a gadget at either end, of any length, cannot raise the guarded
+  score above the lowest view of the prompt itself plus ``margin``. Prompts with no such stretch (no
+  sentence of ``min_words`` words after a capital: most prompts of at most ``min_words`` words) have no
+  views and are scored as sent. Past ``max_views`` texts (32 for this mode) the first and the last views
+  are kept, half each: then a gadget at one end can still push out the views of the other end's half.
+- ``heads`` (what a spec without a mode means): the prompt's first ``m`` words for ``m`` on a fixed grid
+  (``min_words``, twice that, four times…, below the prompt's length). Text *appended* to a prompt leaves
+  every such view of it unchanged, so the guarded score of ``prompt + anything`` is at most that of the
+  prompt's own heads. It does nothing against a gadget put *before* the prompt (every head then holds it).
 - ``anchored``: the same heads, and the prompt's last ``m`` words on the same grid (against prepended
   text too). The two families interfere: a gadget at one end lifts the views of the other end's family,
   and the minimum of the prompt itself may sit there, so each end is protected less than by ``heads``.
@@ -27,15 +38,21 @@ views (``mode``):
   content from every view (an appended gadget moves the cuts onto itself and off the prompt's own words).
 - ``off``: the prompt as sent.
 
-Prompts of at most ``min_words`` words have no views: a gadget added to a shorter prompt is partly inside
-the first head. The score is a monotone function of the views' scores, so thresholds keep their meaning;
-calibrate with the guard on (it lowers scores: ``routeray calibrate --guard``). Cost: one ``score`` call per
-batch on the prompts and their views; ``heads`` adds at most about twice each prompt's words (the grid's
-sum), less for short prompts.
+``margin`` trades protection for routing quality: the views cut content (a question without its answer
+options scores differently), so their minimum routes less well than the prompt itself; with a margin the
+prompt's own score decides unless a view is more than ``margin`` lower, and a gadget can then lift the
+score up to the lowest view plus ``margin``. Its unit is the router's score, so a value suits one router.
+
+For ``heads``/``anchored``/``windows``, prompts of at most ``min_words`` words have no views. The score is
+a monotone function of the texts' scores, so thresholds keep their meaning; calibrate with the guard on (it
+lowers scores: ``routeray calibrate --guard``). Cost: one ``score`` call per batch on the prompts and their
+views; ``heads`` adds at most about twice each prompt's words (the grid's sum), less for short prompts;
+``spans`` scores about 3.4 texts and 2.4 times the words per held-out prompt (``docs/serving.md``).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -48,9 +65,11 @@ import numpy as np
 from routeray.errors import RouterayError
 from routeray.routers.base import Router
 
-GUARD_MODES = ("off", "heads", "anchored", "windows")
+GUARD_MODES = ("off", "heads", "anchored", "windows", "spans")
 GRID_RATIO = 2  # heads/anchored keep min_words, 2x, 4x, ... words
+MAX_VIEWS = {"spans": 32}  # texts scored per prompt at most, where a mode's default is not 8
 _WORD = re.compile(r"\S+")
+_SENTENCE_END = re.compile(r"[.?!:]")
 
 
 @dataclass(frozen=True)
@@ -60,15 +79,24 @@ class GuardSpec:
     mode: str = "heads"
     min_words: int = 16
     span: int = 16
-    max_views: int = 8
+    max_views: int | None = None  # None: the mode's own (MAX_VIEWS, else 8)
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in GUARD_MODES:
             raise RouterayError(f"unknown guard mode {self.mode!r} (known: {', '.join(GUARD_MODES)})")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.min_words, self.span, self.max_views)):
+        whole = (self.min_words, self.span, self.views_cap)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in whole):
             raise RouterayError(f"guard min_words, span and max_views must be whole numbers, got {self}")
-        if self.min_words < 1 or self.span < 1 or self.max_views < 3:
+        if self.min_words < 1 or self.span < 1 or self.views_cap < 3:
             raise RouterayError(f"guard needs min_words >= 1, span >= 1 and max_views >= 3, got {self}")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, int | float) or not 0 <= self.margin < 1:
+            raise RouterayError(f"guard margin must be a number in [0, 1), got {self.margin!r}")
+
+    @property
+    def views_cap(self) -> int:
+        """Texts scored per prompt at most, the prompt included."""
+        return MAX_VIEWS.get(self.mode, 8) if self.max_views is None else self.max_views
 
     @classmethod
     def parse(cls, value: GuardSpec | Mapping[str, Any] | str | None) -> GuardSpec:
@@ -104,9 +132,9 @@ class GuardSpec:
     def describe(self) -> str:
         if self.mode == "off":
             return "off"
-        if self.mode == "windows":
-            return f"windows(span={self.span},max_views={self.max_views})"
-        return f"{self.mode}(min_words={self.min_words},max_views={self.max_views})"
+        size = f"span={self.span}" if self.mode == "windows" else f"min_words={self.min_words}"
+        margin = f",margin={self.margin:g}" if self.margin else ""
+        return f"{self.mode}({size},max_views={self.views_cap}{margin})"
 
 
 def _grid(n_words: int, start: int) -> list[int]:
@@ -122,7 +150,7 @@ def _cuts(n: int, spec: GuardSpec) -> list[tuple[int, int]]:
     """Word ranges ``[start, end)`` to cut from an ``n``-word prompt, one per extra view; none cuts all."""
     if spec.mode == "off" or n <= spec.min_words:
         return []
-    k = spec.max_views - 1
+    k = spec.views_cap - 1
     if spec.mode in ("heads", "anchored"):
         # a view depends only on its own end of the prompt: text added at the other end leaves it as it was
         grid = _grid(n, spec.min_words)
@@ -139,8 +167,39 @@ def _cuts(n: int, spec: GuardSpec) -> list[tuple[int, int]]:
     return [(s, s + width) for s in dict.fromkeys(starts)]
 
 
+def _sentence_spans(text: str, min_words: int) -> list[tuple[int, int]]:
+    """Character ranges of ``spans`` views: from each capital followed by a small letter to the first
+    sentence end at or after the span's ``min_words``-th word. Every test looks only at characters inside
+    the range (a sentence end at the character before it), so the ranges of a text are ranges of that text
+    with anything added at either end."""
+    starts = [i for i in range(len(text) - 1) if text[i].isupper() and text[i + 1].islower()]
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)
+            if m.start() > 0 and not (text[m.start() - 1].isspace() or text[m.start() - 1].isupper()
+                                      or text[m.start() - 1] in ".?!:")]
+    word_starts = [m.start() for m in _WORD.finditer(text)]
+    out = []
+    for s in starts:
+        last = bisect.bisect_right(word_starts, s) - 1 + min_words - 1  # the span's min_words-th word
+        if last < len(word_starts):
+            k = bisect.bisect_right(ends, word_starts[last])  # an end inside or after that word
+            if k < len(ends):
+                out.append((s, ends[k]))
+    return out
+
+
+def _spans(prompt: str, spec: GuardSpec) -> list[str]:
+    texts = list(dict.fromkeys(prompt[a:b] for a, b in _sentence_spans(prompt, spec.min_words)))
+    texts = [t for t in texts if t != prompt]
+    k = spec.views_cap - 1
+    if len(texts) > k:  # the first and the last spans: a gadget at one end pushes out only the other half
+        texts = texts[: (k + 1) // 2] + texts[len(texts) - k // 2:]
+    return [prompt, *texts]
+
+
 def views(prompt: str, spec: GuardSpec) -> list[str]:
-    """The texts scored for ``prompt``: itself first, then each cut (the text between words kept)."""
+    """The texts scored for ``prompt``: itself first, then each view."""
+    if spec.mode == "spans":
+        return _spans(prompt, spec)
     words = [m.span() for m in _WORD.finditer(prompt)]
     out = [prompt]
     for start, end in _cuts(len(words), spec):
@@ -151,7 +210,8 @@ def views(prompt: str, spec: GuardSpec) -> list[str]:
 
 
 class GuardedRouter(Router):
-    """Any router, scored as the minimum over :func:`views` of each prompt (one inner call per batch)."""
+    """Any router, scored as the lower of each prompt's own score and its lowest view's score plus the
+    spec's ``margin`` (:func:`views`; one inner call per batch)."""
 
     name: ClassVar[str] = "guarded"
 
@@ -168,7 +228,9 @@ class GuardedRouter(Router):
         flat = [v for vs in per_prompt for v in vs]
         scores = np.asarray(self.inner.score(flat), dtype=np.float64)
         bounds = np.cumsum([0] + [len(vs) for vs in per_prompt])
-        return np.asarray([scores[a:b].min() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        margin = float(self.spec.margin)
+        return np.asarray([min(scores[a], scores[a + 1:b].min() + margin) if b > a + 1 else scores[a]
+                           for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
 
     def training_embeddings(self) -> np.ndarray | None:
         return self.inner.training_embeddings()

@@ -56,7 +56,7 @@ def test_anchored_adds_the_last_words():
 
 
 def test_short_prompts_are_scored_as_sent():
-    for mode in ("heads", "anchored", "windows"):
+    for mode in ("heads", "anchored", "windows", "spans"):
         assert views("What is 2+2?", GuardSpec(mode=mode)) == ["What is 2+2?"]
 
 
@@ -84,6 +84,77 @@ def test_windows_leave_one_view_without_any_gadget_word(n_words, gadget, where, 
         assert any("GADGET" not in v for v in vs[1:])
 
 
+QUESTION = ("A farmer has 17 sheep and buys 5 more every week. In March, she sells half of them. How many sheep "
+            "does the farmer have at the end of the year if no sheep die?\nA. 12\nB. 140\nAnswer:")
+
+
+def test_spans_run_from_a_capital_to_the_first_sentence_end_after_min_words():
+    v = views(QUESTION, GuardSpec(mode="spans", min_words=8))
+    assert v[0] == QUESTION
+    # starts: a capital followed by a small letter ("In", "March", "How", "Answer"; not "A farmer", "A.", "B.");
+    # each runs to the first sentence end at or after its 8th word ("them." ends the 7th from "In")
+    assert v[1:] == [
+        "In March, she sells half of them. How many sheep does the farmer have at the end of the year if no "
+        "sheep die?",
+        "March, she sells half of them. How many sheep does the farmer have at the end of the year if no sheep die?",
+        "How many sheep does the farmer have at the end of the year if no sheep die?",
+    ]
+    # "A." / "B." (a capital before the dot) end no sentence, "Answer:" does; a span equal to the prompt is
+    # the prompt itself
+    mc = "Which of these animals sleeps standing up, most of the time?\nA. Horse\nB. Cat\nAnswer:"
+    assert views(mc, GuardSpec(mode="spans", min_words=12)) == [mc]
+    assert views(mc, GuardSpec(mode="spans", min_words=4))[1:] == [
+        "Which of these animals sleeps standing up, most of the time?", "Horse\nB. Cat\nAnswer:"]
+
+
+GADGET_TEXT = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=60)
+SENTENCE_WORDS = st.sampled_from(["The", "cat", "Sat", "on", "mat.", "Why?", "A.", "x:", "NASA", "3.14", "Ok!", "iPhone",
+                                  "and", "\nB)", "\u00c9t\u00e9", "well,"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(words=st.lists(SENTENCE_WORDS, min_size=1, max_size=60), gadget=GADGET_TEXT, glue=st.booleans(),
+       min_words=st.integers(1, 12))
+def test_every_span_of_a_prompt_is_a_span_of_it_with_anything_added_at_either_end(words, gadget, glue, min_words):
+    spec = GuardSpec(mode="spans", min_words=min_words, max_views=10**6)
+    prompt = " ".join(words)
+    sep = "" if glue else " "
+    mine = set(views(prompt, spec)[1:])
+    for attacked in (prompt + sep + gadget, gadget + sep + prompt):
+        assert mine <= set(views(attacked, spec)) | {attacked}
+
+
+@settings(max_examples=200, deadline=None)
+@given(gadget=st.lists(st.sampled_from(["HARD", "HARD.", "Hard", "x"]), min_size=1, max_size=30),
+       margin=st.sampled_from([0.0, 0.05]), glue=st.booleans())
+def test_spans_cap_a_gadget_at_either_end_at_the_prompts_lowest_span_plus_margin(gadget, margin, glue):
+    inner = KeywordRouter()
+    guarded = guard_router(inner, {"mode": "spans", "min_words": 8, "margin": margin})
+    cap = min(inner.score(views(QUESTION, guarded.spec)[1:])) + margin
+    text, sep = " ".join(gadget), "" if glue else " "
+    for attacked in (QUESTION + sep + text, text + sep + QUESTION):
+        assert guarded.score([attacked])[0] <= cap + 1e-12
+    hard = " ".join(["HARD"] * 30)
+    assert inner.score([QUESTION + " " + hard])[0] > 0.4 > cap  # unguarded, a long gadget does lift the score
+
+
+def test_spans_past_max_views_keep_the_first_and_the_last():
+    prompt = " ".join(f"Sentence number {i} of this long prompt has a few words in it." for i in range(40))
+    v = views(prompt, GuardSpec(mode="spans", min_words=8))
+    assert len(v) == 32 and v[1].startswith("Sentence number 0 ") and v[-1].startswith("Sentence number 39 ")
+    assert v[16].startswith("Sentence number 15 ") and v[17].startswith("Sentence number 25 ")
+
+
+def test_margin_lets_the_prompt_decide_unless_a_view_is_clearly_lower():
+    class Fixed(KeywordRouter):
+        def score(self, prompts):
+            return np.asarray([0.6 if p == QUESTION else 0.55 for p in prompts])
+
+    assert guard_router(Fixed(), {"mode": "spans", "min_words": 8}).score([QUESTION])[0] == 0.55
+    assert guard_router(Fixed(), {"mode": "spans", "min_words": 8, "margin": 0.1}).score([QUESTION])[0] == 0.6
+    assert guard_router(Fixed(), {"mode": "spans", "min_words": 8, "margin": 0.03}).score([QUESTION])[0] == pytest.approx(0.58)
+
+
 def test_guard_stops_an_appended_gadget_and_calls_the_router_once_per_batch():
     inner = KeywordRouter()
     guarded = guard_router(inner, {"mode": "heads", "min_words": 4})
@@ -107,6 +178,13 @@ def test_spec_parsing_and_fingerprint():
         GuardSpec(mode="heads", min_words=0)
     with pytest.raises(RouterayError, match="whole numbers"):
         GuardSpec.parse({"mode": "heads", "min_words": 2.5})
+    for bad in (-0.1, 1, "0.1", True):
+        with pytest.raises(RouterayError, match="margin"):
+            GuardSpec.parse({"mode": "spans", "margin": bad})
+    assert GuardSpec.parse("spans").views_cap == 32 and GuardSpec.parse("heads").views_cap == 8
+    assert GuardSpec.from_text('{"mode": "spans", "margin": 0.0075}').describe() == (
+        "spans(min_words=16,max_views=32,margin=0.0075)")
+    assert GuardSpec(mode="windows").describe() == "windows(span=16,max_views=8)"
     # the command line's form (routeray calibrate --guard): a mode name or a JSON object
     assert GuardSpec.from_text(" anchored ") == GuardSpec(mode="anchored")
     assert GuardSpec.from_text('{"mode": "heads", "min_words": 16}') == GuardSpec.from_text('"heads"') == GuardSpec()

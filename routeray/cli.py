@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "what the router scores them as, and their prices (instead of --models and --prices)")
     p.add_argument("--guard", default=None, metavar="MODE",
                    help="calibrate on the router's scores with the rerouting guard (it lowers them): off, heads, "
-                        "anchored, windows, or a JSON spec such as '{\"mode\": \"heads\", \"min_words\": 32}' "
+                        "anchored, windows, spans, or a JSON spec such as '{\"mode\": \"spans\", \"margin\": 0.01}' "
                         "(routeray.routers.guard); default: the router's own default (Router.guard). Two-tier only")
 
     p = sub.add_parser("eval", help="evaluate routers on a benchmark in RouteLLM's layout")

@@ -36,8 +36,8 @@ class Router(ABC):
 
     name: ClassVar[str]
     # The rerouting guard load_router wraps this router in unless told otherwise (routeray.routers.guard).
-    # Off: the guard is opt-in (guard= in load_router, or `guard` in a router's config overrides) until its
-    # cost in routing quality (APGR on held-out sources, bench/rerouting.py apgr) has been measured.
+    # Off: the guard is opt-in (guard= in load_router, or `guard` in a router's config overrides): the mode
+    # that holds gadgets at both ends (spans) costs about three times the scoring CPU (docs/serving.md).
     guard: ClassVar[str] = "off"
 
     @abstractmethod

@@ -244,3 +244,32 @@ def test_load_router_leaves_mf_unguarded_and_obeys_guard():
     emb = np.zeros((len(prompts), 384))
     assert np.allclose(score_prompts(guarded, prompts, progress=False, embeddings=emb), guarded.score(prompts))
     assert np.allclose(score_prompts(mf, prompts, progress=False, embeddings=mf.embedder.embed(prompts)), plain)
+
+
+# ---- the real default mf against a real gadget ------------------------------------------------------------
+# The gadget bench/rerouting.py found against the *unguarded* default mf, in front of the prompt (2026-12-03,
+# bench/results/rerouting_flips_spans.json): 10 vocabulary tokens that raise mf's score of almost any prompt.
+FOUND_GADGET = "131 egan shillings couples scheme invitational played misleading 1986 cox"
+
+
+def _flip_share(router: Router, prompts: list[str]) -> float:
+    """Share of the prompts below the clean median that the gadget in front lifts to it or above."""
+    clean = router.score(prompts)
+    threshold = float(np.median(clean))
+    attacked = router.score([f"{FOUND_GADGET} {p}" for p in prompts])
+    weak = clean < threshold
+    return float((attacked[weak] >= threshold).mean())
+
+
+def test_spans_with_margin_stop_a_found_gadget_that_flips_the_unguarded_default_mf(shared_data):
+    import csv
+
+    from routeray.routers.registry import load_router
+
+    with (shared_data / "eval_sample" / "gsm8k" / "gsm8k_responses.csv").open(encoding="utf-8", newline="") as fh:
+        prompts = [row["prompt"] for row in csv.DictReader(fh)][:60]  # held out: no router trains on them
+    unguarded = load_router("mf")
+    guarded = load_router("mf", guard={"mode": "spans", "margin": 0.01})
+    assert isinstance(guarded, GuardedRouter) and not isinstance(unguarded, GuardedRouter)
+    assert _flip_share(unguarded, prompts) >= 0.8
+    assert _flip_share(guarded, prompts) <= 0.1

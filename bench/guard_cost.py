@@ -4,6 +4,12 @@ Prompts: ``bench/overhead.py``'s mix (``--per-source`` each of GSM8K-train, MT-B
 and MMLU), scored one at a time and in batches of ``--batch``; CPU is the process's user + system time, so a
 busy machine moves it less than wall time (compare guards of one run, not runs of different days).
 
+Two figures per guard: the guarded router scoring every prompt's views (``routeray.load_router(...,
+guard=...)``, as ``routeray eval`` and ``routeray calibrate`` do), and the gateway's way (the routing service
+scores a prompt's views only when its own score reaches the threshold, the only case where they can change
+the tier): each prompt scored alone, then the views of those at or above the threshold that sends
+``--strong-shares`` of the prompts strong.
+
     .venv/bin/python bench/guard_cost.py --router mf --guards off '{"mode": "spans", "margin": 0.01}' \\
         --output bench/results/guard_cost.json
 """
@@ -18,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from overhead import SOURCES, source_prompts  # bench/ is on the path when a script runs
 from result_file import write_result
 
@@ -49,6 +56,7 @@ def main() -> None:
     p.add_argument("--guards", nargs="+", default=["off", '{"mode": "spans", "margin": 0.01}'])
     p.add_argument("--per-source", type=int, default=100)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--strong-shares", type=float, nargs="+", default=[0.5, 0.3])
     p.add_argument("--data", type=Path, default=shared_data_dir())
     p.add_argument("--output", required=True)
     args = p.parse_args()
@@ -56,6 +64,8 @@ def main() -> None:
     prompts = [q for s in SOURCES for q in source_prompts(s, args.data, args.per_source)]
     result: dict[str, Any] = {"router": args.router, "prompts": len(prompts), "guards": {}}
     base: float | None = None
+    plain = load_router(args.router)
+    own = plain.score(prompts)
     for text in args.guards:
         spec = GuardSpec.from_text(text)
         router = load_router(args.router, guard=spec)
@@ -66,10 +76,23 @@ def main() -> None:
         cpu = row["one_at_a_time"]["cpu_ms_per_prompt"]
         base = cpu if base is None else base
         row["cpu_ratio_to_first"] = cpu / base
+        line = (f"{spec.describe():48s} {row['texts_per_prompt']:5.2f} texts  "
+                f"{cpu:6.2f} ms CPU/prompt one at a time (x{cpu / base:.2f})  "
+                f"{row[f'batch_{args.batch}']['cpu_ms_per_prompt']:6.2f} in batches of {args.batch}")
+        if spec.mode != "off":
+            row["gateway"] = {}
+            for share in args.strong_shares:
+                threshold = float(np.quantile(own, 1.0 - share))
+                cpu0 = cpu_seconds()
+                for q, s in zip(prompts, own, strict=True):
+                    plain.score([q])
+                    if s >= threshold and len(vs := views(q, spec)) > 1:
+                        plain.score(vs[1:])
+                ms = 1000 * (cpu_seconds() - cpu0) / len(prompts)
+                row["gateway"][f"{share:g}"] = {"cpu_ms_per_prompt": ms, "cpu_ratio_to_first": ms / base}
+                line += f"; gateway at {share:.0%} strong: {ms:.2f} (x{ms / base:.2f})"
         result["guards"][spec.describe()] = row
-        print(f"{spec.describe():48s} {row['texts_per_prompt']:5.2f} texts  "
-              f"{cpu:6.2f} ms CPU/prompt one at a time (x{cpu / base:.2f})  "
-              f"{row[f'batch_{args.batch}']['cpu_ms_per_prompt']:6.2f} in batches of {args.batch}", flush=True)
+        print(line, flush=True)
     write_result(args.output, result, load_before)
 
 

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from routeray.data.models import DEFAULT_STRONG, DEFAULT_WEAK
+from routeray.errors import RouterayError
+
+if TYPE_CHECKING:
+    from routeray.routers.guard import GuardSpec
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +347,14 @@ class Config(_Model):
         for tier, backend in (("strong", self.strong), ("weak", self.weak)):
             if backend.name.startswith("router-") or (backend.name in reserved and backend.name != tier):
                 raise ValueError(f"{tier} tier name {backend.name!r} clashes with a reserved model name")
+        for r in self.routers:
+            try:
+                guard = self.router_guard(r)
+            except RouterayError as exc:
+                raise ValueError(f"routers: {r.router}: {exc}") from None
+            if guard is not None and self.pool:
+                raise ValueError(f"routers: {r.router} has the rerouting guard on, which applies to two-tier scores "
+                                 "only; pool routing needs it off (drop guard from the router's overrides)")
         if self.pool:
             self._check_pool()
         return self
@@ -376,9 +388,19 @@ class Config(_Model):
 
     def router_overrides(self, scorer: ScorerConfig) -> dict[str, Any]:
         """``Router.load`` overrides for one router: in the two-tier shape the tiers' model names (what the
-        router scores), then the router's own overrides."""
+        router scores), then the router's own overrides, less ``guard``: the scorers load routers unguarded and
+        the routing service applies the guard (:meth:`router_guard`), scoring views only where they matter."""
         tiers = {} if self.pool else {"strong_model": self.strong.router_model, "weak_model": self.weak.router_model}
-        return {**tiers, **scorer.overrides}
+        return {**tiers, **{k: v for k, v in scorer.overrides.items() if k != "guard"}}
+
+    def router_guard(self, scorer: ScorerConfig) -> GuardSpec | None:
+        """The rerouting guard a router's ``overrides`` ask for (``guard``: a mode or options), None when off."""
+        from routeray.routers.guard import GuardSpec
+
+        if "guard" not in scorer.overrides:
+            return None
+        spec = GuardSpec.parse(scorer.overrides["guard"])
+        return None if spec.mode == "off" else spec
 
     def call_price(self, backend: BackendConfig) -> float:
         """US$ of a typical call (``routing.pool_input_tokens`` in, ``pool_output_tokens`` out)."""
@@ -463,8 +485,6 @@ def load_config_file(path: str) -> Config:
     """Read a gateway config from YAML/JSON: either the Config tree itself, or a Serve config file whose
     application with ``import_path: routeray.deployments.app:build_app`` carries it in ``args``."""
     import yaml
-
-    from routeray.errors import RouterayError
 
     try:
         with open(path, encoding="utf-8") as fh:

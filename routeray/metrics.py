@@ -62,6 +62,10 @@ class GatewayMetrics:
         self.fallbacks = Counter(
             f"{PREFIX}fallbacks", "Fallbacks by cause and the tier used instead.",
             ["reason", "to_tier"], registry=r)  # reason: <tier>_error (strong_error, weak_error, <pool model>_error)|scorer_error
+        self.guard_demotions = Counter(
+            f"{PREFIX}guard_demotions", "Requests the rerouting guard sent to the weak tier although the prompt's "
+            "own score would have sent them strong (a view of the prompt scored lower).",
+            ["router"], registry=r)
         self.loop_lag = Gauge(
             f"{PREFIX}event_loop_lag_seconds", "How far behind this replica's event loop runs (decaying peak); "
             "above ingress.shed_loop_lag_ms new requests are shed.", registry=r)
@@ -115,5 +119,5 @@ METRIC_NAMES = [
     "routeray_strong_call_share_target", "routeray_percent_threshold", "routeray_tokens_total",
     "routeray_tokens_estimated_total", "routeray_spend_dollars_total", "routeray_spend_all_strong_dollars_total",
     "routeray_event_loop_lag_seconds", "routeray_key_spend_dollars_total", "routeray_key_budget_dollars",
-    "routeray_key_budget_remaining_dollars", "routeray_budget_refusals_total",
+    "routeray_key_budget_remaining_dollars", "routeray_budget_refusals_total", "routeray_guard_demotions_total",
 ]

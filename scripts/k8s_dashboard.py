@@ -60,6 +60,11 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
         {"title": "Percentage routing: live threshold", "unit": "none",
          "description": "Threshold that the last percentage-routed request got from the live score window.",
          "queries": [_q(f"avg by (router) (routeray_percent_threshold{{{R}}})", "{{router}}")]},
+        {"title": "Rerouting guard: demotions per second", "unit": "reqps",
+         "description": "Requests the rerouting guard sent weak although the prompt's own score would have sent "
+                        "them strong (a part of the prompt scored lower: the mark of an appended or prepended "
+                        "gadget). Only routers configured with guard.",
+         "queries": [_q(f"sum by (router) (rate(routeray_guard_demotions_total{{{R}}}{RATE}))", "{{router}}")]},
     ]),
     ("Router latency and batching", [
         {"title": "Routing overhead p50 / p99", "unit": "s", "routing": True,

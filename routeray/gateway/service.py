@@ -25,6 +25,7 @@ from routeray.gateway.readiness import TierReadiness
 from routeray.gateway.routing import PoolDecider, ScoreWindow, ShareTracker, Target, decide, parse_model_name
 from routeray.gateway.spend import SpendMeter, text_chars
 from routeray.metrics import GatewayMetrics
+from routeray.routers.guard import views
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class RoutingService:
         self._windows = {r: ScoreWindow(rc.percent_window, rc.percent_min_samples, seed=i)
                          for i, r in enumerate(self.routers)}
         self._shares = {r: ShareTracker(rc.share_window) for r in self.routers}
+        # rerouting guards (routeray.routers.guard), applied here and not in the scorers: a prompt's views are
+        # scored only when its own score would send it strong, the only case where they can change the tier
+        self._guards = {r.router: spec for r in cfg.routers if (spec := cfg.router_guard(r)) is not None}
 
     # ---- models -------------------------------------------------------------------------------------
     def models(self) -> ModelList:
@@ -136,6 +140,9 @@ class RoutingService:
                 s = await asyncio.wait_for(self.score_fn(router, text), self.cfg.routing.scorer_timeout_s)
                 if self.pool is None:
                     scores[router] = {"score": s.value, "latency_s": s.latency_s}
+                    if router in self._guards:  # the guarded score decides at every threshold
+                        scores[router].update(score=await self._guarded(router, text, s.value),
+                                              unguarded_score=s.value, guard=self._guards[router].describe())
                 else:
                     quality = dict(zip(self.order, s.quality or (), strict=False))
                     scores[router] = {"score": self.pool.score(s.quality or ()), "quality": quality,
@@ -238,14 +245,41 @@ class RoutingService:
                 tier = self.pool.pick(score.quality, threshold)  # type: ignore[arg-type]
             window.add(value)
             return Decision(tier=tier, router=router, score=value, threshold=threshold)
+        value = score.value
         if target.strong_percent is not None:
-            tier, threshold = window.decide(score.value, target.strong_percent)
+            tier, threshold = window.decide(value, target.strong_percent)
             self._percent_metrics(router, target.strong_percent, threshold)
         else:
             threshold = target.threshold
-            tier = decide(score.value, threshold)  # type: ignore[arg-type]
-        window.add(score.value)
-        return Decision(tier=tier, router=router, score=score.value, threshold=threshold)
+            tier = decide(value, threshold)  # type: ignore[arg-type]
+        if tier == "strong" and router in self._guards and threshold is not None:
+            try:
+                value = await self._guarded(router, text, value)
+            except QueueFull:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as any scorer failure
+                tier = self._failure_tier()
+                log.warning("scoring %s's guard views failed (%s: %s): routing to %s", router, type(exc).__name__,
+                            exc, tier)
+                self.metrics.fallbacks.labels("scorer_error", tier).inc()
+                return Decision(tier=tier, router=router, fallback="scorer_error")
+            if value < threshold:
+                tier = "weak"
+                self.metrics.guard_demotions.labels(router).inc()
+        window.add(value)
+        return Decision(tier=tier, router=router, score=value, threshold=threshold)
+
+    async def _guarded(self, router: str, text: str, value: float) -> float:
+        """The rerouting guard's score of ``text`` whose own score is ``value``: the lower of ``value`` and its
+        lowest view's score plus the margin (:class:`routeray.routers.guard.GuardedRouter`'s formula); the views
+        go through the router's scorer like prompts, batched with other requests."""
+        spec = self._guards[router]
+        texts = views(text, spec)[1:]
+        if not texts:
+            return value
+        scored = await asyncio.wait_for(asyncio.gather(*(self.score_fn(router, t) for t in texts)),
+                                        self.cfg.routing.scorer_timeout_s)
+        return min(value, min(s.value for s in scored) + spec.margin)
 
     def _percent_metrics(self, router: str, percent: float, threshold: float | None) -> None:
         self.metrics.strong_share_target.labels(router).set(percent / 100.0)

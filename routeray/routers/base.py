@@ -37,7 +37,7 @@ class Router(ABC):
     name: ClassVar[str]
     # The rerouting guard load_router wraps this router in unless told otherwise (routeray.routers.guard).
     # Off: the guard is opt-in (guard= in load_router, or `guard` in a router's config overrides): the mode
-    # that holds gadgets at both ends (spans) costs about three times the scoring CPU (docs/serving.md).
+    # that holds gadgets at both ends (spans) costs about twice the scoring CPU (docs/serving.md).
     guard: ClassVar[str] = "off"
 
     @abstractmethod

@@ -11,8 +11,8 @@ The guard is **opt-in**: ``Router.guard`` is ``off``, so :func:`~routeray.router
 returns routers unguarded unless it is given ``guard=`` (from a router's config overrides in the gateway and
 the SDK). Measured on the default ``mf``, ``{"mode": "spans", "margin": 0.01}`` holds *any* gadget at either
 end of the prompt to at most 8 % of weak-routed held-out prompts flipped, at an APGR cost of 0.007 on the
-held-out-source mean; it stays off by default because it scores about three times the prompt's text (the
-figures and the reasoning: ``docs/serving.md``, "Rerouting guard").
+held-out-source mean; it stays off by default for its scoring CPU (×1.8–2.1 in the gateway, which scores
+views only for prompts that would go strong; the figures: ``docs/serving.md``, "Rerouting guard").
 
 :class:`GuardedRouter` scores the prompt as sent and some views of it; the guarded score is the lower of the
 prompt's own score and the lowest view's score plus ``margin`` (0 by default: the minimum over all texts).
@@ -48,8 +48,10 @@ For ``heads``/``anchored``/``windows``, prompts of at most ``min_words`` words h
 a monotone function of the texts' scores, so thresholds keep their meaning; calibrate with the guard on (it
 lowers scores: ``routeray calibrate --guard``). Cost: one ``score`` call per batch on the prompts and their
 views; ``heads`` adds at most about twice each prompt's words (the grid's sum), less for short prompts;
-``spans`` scores 3.1 texts and 2.1 times the words per held-out prompt, and the default ``mf`` spends 2.9
-times its unguarded CPU per prompt on ``bench/overhead.py``'s prompt mix (``docs/serving.md``).
+``spans`` scores 3.1 texts and 2.1 times the words per held-out prompt, and the default ``mf`` spends 2.75
+times its unguarded CPU per prompt on ``bench/overhead.py``'s prompt mix (``docs/serving.md``). The gateway
+and the SDK apply a configured guard in their routing service instead, which scores the views of a prompt
+only when the prompt's own score reaches the threshold (the same decisions, less work).
 """
 
 from __future__ import annotations

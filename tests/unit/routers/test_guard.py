@@ -197,7 +197,7 @@ def test_spec_parsing_and_fingerprint():
 
 
 def test_every_builtin_router_is_unguarded_unless_asked():
-    """Opt-in: the guard's APGR cost on held-out sources is not measured yet (routeray.routers.guard)."""
+    """Opt-in: the mode that holds both ends costs about three times the scoring CPU (routeray.routers.guard)."""
     from routeray.routers.registry import available_routers, get_router_class
 
     assert Router.guard == "off"
@@ -205,14 +205,15 @@ def test_every_builtin_router_is_unguarded_unless_asked():
         available_routers(), "off")
 
 
-def test_a_router_config_with_guard_turns_it_on() -> None:
+def test_a_router_config_with_guard_turns_it_on_in_the_routing_service() -> None:
     from routeray.config import Config, ScorerConfig
     from routeray.gateway.scorers import LocalScorers
 
-    plain = LocalScorers(Config(routers=[ScorerConfig(router="random")])).router("random")
-    on = LocalScorers(Config(routers=[ScorerConfig(router="random", overrides={"guard": "heads"})])).router("random")
-    assert not isinstance(plain, GuardedRouter)
-    assert isinstance(on, GuardedRouter) and on.spec == GuardSpec()  # explicit: even random's "off" yields
+    cfg = Config(routers=[ScorerConfig(router="random", overrides={"guard": "heads"})])
+    # the scorer scores prompts unguarded; the routing service scores the views where they can change the tier
+    # (tests/unit/gateway/test_guard_service.py)
+    assert not isinstance(LocalScorers(cfg).router("random"), GuardedRouter)
+    assert cfg.router_guard(cfg.routers[0]) == GuardSpec()  # explicit: even random's "off" yields
 
 
 def test_a_guarded_router_cannot_score_a_pool_and_says_why() -> None:

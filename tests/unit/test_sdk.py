@@ -149,3 +149,27 @@ def test_slow_scorer_times_out_to_the_default_tier(servers: tuple[FakeOpenAI, Fa
         t0 = _time.monotonic()
         out = c.chat.completions.create(model=f"router-{SlowRouter.name}-0", messages=MSG)
         assert out.model == "small" and _time.monotonic() - t0 < 3.0  # the 0.2 s timeout, not the 4 s score
+
+
+def test_the_rerouting_guard_keeps_a_found_gadget_on_the_weak_model(servers: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    """The real default mf through the SDK's routing service: the gadget bench/rerouting.py found against the
+    unguarded mf sends a weak-routed GSM8K question strong, unless the router's config turns the guard on."""
+    from routeray.routers.registry import load_router
+    from tests.unit.routers.test_guard import FOUND_GADGET
+
+    strong, weak = servers
+    question = ("A bakery sells muffins for $3 each and cookies for $1 each. On Monday it sold 40 muffins and "
+                "twice as many cookies. How much money did the bakery make on Monday from muffins and cookies?")
+    tiers = {"strong": {"name": "big", "base_url": strong.base_url, "score_as": "gpt-4-1106-preview", **FAST},
+             "weak": {"name": "small", "base_url": weak.base_url, "score_as": "mistralai/Mixtral-8x7B-Instruct-v0.1",
+                      **FAST}}
+    guard = {"mode": "spans", "margin": 0.01}
+    with Router(**tiers, routers=["mf"]) as plain, \
+            Router(**tiers, routers=[{"router": "mf", "overrides": {"guard": guard}}]) as guarded:
+        own, lifted = load_router("mf").score([question, f"{FOUND_GADGET} {question}"])
+        assert lifted > own + 0.02  # the gadget lifts the unguarded score
+        model = f"router-mf-{(own + lifted) / 2:.4f}"  # between the two: the question alone goes weak
+        attacked = [{"role": "user", "content": f"{FOUND_GADGET} {question}"}]
+        assert plain.chat.completions.create(model=model, messages=[{"role": "user", "content": question}]).model == "small"
+        assert plain.chat.completions.create(model=model, messages=attacked).model == "big"
+        assert guarded.chat.completions.create(model=model, messages=attacked).model == "small"

@@ -8,8 +8,8 @@ either end could flip (``bound``), and what the guard costs in routing quality (
 ``docs/serving.md`` ("Rerouting guard").
 
 The guard is **opt-in**: ``Router.guard`` is ``off``, so :func:`~routeray.routers.registry.load_router`
-returns routers unguarded unless it is given ``guard=`` (from a router's config overrides in the gateway and
-the SDK). Measured on the default ``mf``, ``{"mode": "spans", "margin": 0.01}`` holds *any* gadget at either
+returns routers unguarded unless it is given ``guard=``; the gateway and the SDK read ``guard`` from a
+router's config overrides and apply it in their routing service. Measured on the default ``mf``, ``{"mode": "spans", "margin": 0.01}`` holds *any* gadget at either
 end of the prompt to at most 8 % of weak-routed held-out prompts flipped, at an APGR cost of 0.007 on the
 held-out-source mean; it stays off by default for its scoring CPU (×1.8–2.1 in the gateway, which scores
 views only for prompts that would go strong; the figures: ``docs/serving.md``, "Rerouting guard").

@@ -25,7 +25,7 @@ from routeray.gateway.readiness import TierReadiness
 from routeray.gateway.routing import PoolDecider, ScoreWindow, ShareTracker, Target, decide, parse_model_name
 from routeray.gateway.spend import SpendMeter, text_chars
 from routeray.metrics import GatewayMetrics
-from routeray.routers.guard import views
+from routeray.routers.guard import guarded_score, views
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +228,7 @@ class RoutingService:
         except QueueFull:
             raise  # shed on purpose: the caller gets the 503, no other tier answers in the scorer's place
         except Exception as exc:  # noqa: BLE001 - any scorer failure takes the configured tier
-            tier = self._failure_tier()
-            log.warning("scorer %s failed (%s: %s): routing to %s", router, type(exc).__name__, exc, tier)
-            self.metrics.fallbacks.labels("scorer_error", tier).inc()
-            return Decision(tier=tier, router=router, fallback="scorer_error")
+            return self._scorer_failed(router, "scorer", exc)
         self.metrics.scoring_latency.labels(router).observe(score.latency_s)
         self.metrics.scorer_batch_size.labels(router).observe(score.batch_size)
         window = self._windows[router]
@@ -258,28 +255,31 @@ class RoutingService:
             except QueueFull:
                 raise
             except Exception as exc:  # noqa: BLE001 - as any scorer failure
-                tier = self._failure_tier()
-                log.warning("scoring %s's guard views failed (%s: %s): routing to %s", router, type(exc).__name__,
-                            exc, tier)
-                self.metrics.fallbacks.labels("scorer_error", tier).inc()
-                return Decision(tier=tier, router=router, fallback="scorer_error")
+                return self._scorer_failed(router, "guard views scorer", exc)
             if value < threshold:
                 tier = "weak"
                 self.metrics.guard_demotions.labels(router).inc()
         window.add(value)
         return Decision(tier=tier, router=router, score=value, threshold=threshold)
 
+    def _scorer_failed(self, router: str, what: str, exc: Exception) -> Decision:
+        """A failed scoring call: the configured scorer-failure tier, logged and counted as a fallback."""
+        tier = self._failure_tier()
+        log.warning("%s %s failed (%s: %s): routing to %s", what, router, type(exc).__name__, exc, tier)
+        self.metrics.fallbacks.labels("scorer_error", tier).inc()
+        return Decision(tier=tier, router=router, fallback="scorer_error")
+
     async def _guarded(self, router: str, text: str, value: float) -> float:
         """The rerouting guard's score of ``text`` whose own score is ``value``: the lower of ``value`` and its
-        lowest view's score plus the margin (:class:`routeray.routers.guard.GuardedRouter`'s formula); the views
-        go through the router's scorer like prompts, batched with other requests."""
+        lowest view's score plus the margin (:func:`routeray.routers.guard.guarded_score`); the views go
+        through the router's scorer like prompts, batched with other requests."""
         spec = self._guards[router]
         texts = views(text, spec)[1:]
         if not texts:
             return value
         scored = await asyncio.wait_for(asyncio.gather(*(self.score_fn(router, t) for t in texts)),
                                         self.cfg.routing.scorer_timeout_s)
-        return min(value, min(s.value for s in scored) + spec.margin)
+        return guarded_score(value, [s.value for s in scored], spec.margin)
 
     def _percent_metrics(self, router: str, percent: float, threshold: float | None) -> None:
         self.metrics.strong_share_target.labels(router).set(percent / 100.0)

@@ -213,6 +213,12 @@ def views(prompt: str, spec: GuardSpec) -> list[str]:
     return out
 
 
+def guarded_score(own: float, view_scores: Sequence[float] | np.ndarray, margin: float) -> float:
+    """A prompt's guarded score: the lower of its own score and its lowest view's plus ``margin`` (its own
+    score when it has no view)."""
+    return float(min(own, np.min(view_scores) + margin)) if len(view_scores) else float(own)
+
+
 class GuardedRouter(Router):
     """Any router, scored as the lower of each prompt's own score and its lowest view's score plus the
     spec's ``margin`` (:func:`views`; one inner call per batch)."""
@@ -232,8 +238,7 @@ class GuardedRouter(Router):
         flat = [v for vs in per_prompt for v in vs]
         scores = np.asarray(self.inner.score(flat), dtype=np.float64)
         bounds = np.cumsum([0] + [len(vs) for vs in per_prompt])
-        margin = float(self.spec.margin)
-        return np.asarray([min(scores[a], scores[a + 1:b].min() + margin) if b > a + 1 else scores[a]
+        return np.asarray([guarded_score(scores[a], scores[a + 1:b], float(self.spec.margin))
                            for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
 
     def training_embeddings(self) -> np.ndarray | None:

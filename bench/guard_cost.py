@@ -84,9 +84,9 @@ def main() -> None:
             for share in args.strong_shares:
                 threshold = float(np.quantile(own, 1.0 - share))
                 cpu0 = cpu_seconds()
-                for q, s in zip(prompts, own, strict=True):
+                for q, s, vs in zip(prompts, own, texts, strict=True):
                     plain.score([q])
-                    if s >= threshold and len(vs := views(q, spec)) > 1:
+                    if s >= threshold and len(vs) > 1:
                         plain.score(vs[1:])
                 ms = 1000 * (cpu_seconds() - cpu0) / len(prompts)
                 row["gateway"][f"{share:g}"] = {"cpu_ms_per_prompt": ms, "cpu_ratio_to_first": ms / base}

@@ -64,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
     # APGR on the 12 folds: 0.565 with 0.1 against 0.559 without (docs/evaluation.md)
     "prompt_features": list(STRUCTURE_FEATURES),
     "feature_scale": 0.1,
+    # a bias per (golden source, model) learned beside the prompt's score and dropped when routing: the
+    # prompt-dependent score then explains only differences between a source's own prompts, which is all a
+    # router is judged on within a benchmark it never saw, instead of spending itself on telling sources apart
+    "source_effects": False,
     # leave-one-source-out folds for selection: "auto" (every source with enough golden prompts) or a list
     "selection_holdouts": "auto",
     "min_holdout_prompts": 200,
@@ -84,11 +88,13 @@ class Targets:
     cell_prompt: np.ndarray  # int64 (L,): one golden label (mean of duplicates) per labelled cell
     cell_model: np.ndarray  # int64 (L,)
     cell_y: np.ndarray  # float32 (L,) in [0, 1]
+    cell_source: np.ndarray  # int64 (L,): index into ``sources`` of the cell's golden source
     pair_prompt: np.ndarray  # int64 (J,): pairwise judgments
     pair_a: np.ndarray
     pair_b: np.ndarray
     pair_p: np.ndarray  # float32 (J,) P(a wins)
     pair_w: np.ndarray  # float32 (J,) weights from build_table
+    sources: list[str]
 
 
 def all_models(data: PreferenceData) -> list[str]:
@@ -102,12 +108,17 @@ def build_targets(data: PreferenceData, models: list[str], cfg: dict[str, Any]) 
     pos = {m: i for i, m in enumerate(models)}
     prompt_pos: dict[str, int] = {}
     sums: dict[tuple[int, int], list[float]] = {}
+    source_of: dict[tuple[int, int], str] = {}
     for g in data.golden:
         if g.model in pos:
             key = (prompt_pos.setdefault(g.prompt, len(prompt_pos)), pos[g.model])
             sums.setdefault(key, []).append(g.score)
+            source_of.setdefault(key, g.source)
     cells = np.asarray(list(sums), dtype=np.int64).reshape(-1, 2)
     cell_y = np.asarray([np.mean(v) for v in sums.values()], dtype=np.float32)
+    sources = sorted(set(source_of.values()))
+    source_pos = {s: i for i, s in enumerate(sources)}
+    cell_source = np.asarray([source_pos[source_of[k]] for k in sums], dtype=np.int64)
     empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     pair = (empty_i, empty_i, empty_i, empty_f, empty_f)
     if data.judgments:
@@ -120,18 +131,20 @@ def build_targets(data: PreferenceData, models: list[str], cfg: dict[str, Any]) 
     prompts = [""] * len(prompt_pos)
     for p, i in prompt_pos.items():
         prompts[i] = p
-    return Targets(prompts, models, cells[:, 0], cells[:, 1], cell_y, *pair)
+    return Targets(prompts, models, cells[:, 0], cells[:, 1], cell_y, cell_source, *pair, sources)
 
 
 class _MFNet:
     """The torch model behind :class:`routeray.routers.mf.MFRouter` (same tensors, same formula)."""
 
-    def __init__(self, n_models: int, text_dim: int, dim: int, dropout: float):
+    def __init__(self, n_models: int, text_dim: int, dim: int, dropout: float, n_sources: int = 0):
         import torch
 
         self.torch = torch
         self.model_emb = torch.nn.Parameter(torch.randn(n_models, dim) * 0.1)
         self.model_bias = torch.nn.Parameter(torch.zeros(n_models))
+        # training only (cfg "source_effects"); not part of the artifact
+        self.source_bias = torch.nn.Parameter(torch.zeros(n_sources, n_models)) if n_sources else None
         self.proj = torch.nn.Linear(text_dim, dim)
         self.classifier = torch.nn.Parameter(torch.randn(dim) * 0.1)
         self.dropout = torch.nn.Dropout(dropout)
@@ -153,6 +166,7 @@ class _MFNet:
         return net
 
     def parameters(self) -> list[Any]:
+        """The artifact's parameters (the training-only source biases are separate)."""
         return [self.model_emb, self.model_bias, self.classifier, *self.proj.parameters()]
 
     def train(self, mode: bool = True) -> None:
@@ -184,7 +198,10 @@ def _loss(net: _MFNet, emb: Any, t: dict[str, Any], pair_weight: float) -> Any:
     s = net.scores(emb)
     loss = s.new_zeros(())
     if t["cell_y"].numel():
-        loss = loss + bce(s[t["cell_prompt"], t["cell_model"]] + net.model_bias[t["cell_model"]], t["cell_y"])
+        logit = s[t["cell_prompt"], t["cell_model"]] + net.model_bias[t["cell_model"]]
+        if net.source_bias is not None:
+            logit = logit + net.source_bias[t["cell_source"], t["cell_model"]]
+        loss = loss + bce(logit, t["cell_y"])
     if pair_weight > 0 and t["pair_p"].numel():
         diff = s[t["pair_prompt"], t["pair_a"]] - s[t["pair_prompt"], t["pair_b"]]
         per = bce(diff, t["pair_p"], reduction="none")
@@ -192,16 +209,33 @@ def _loss(net: _MFNet, emb: Any, t: dict[str, Any], pair_weight: float) -> Any:
     return loss
 
 
+def source_logits(targets: Targets) -> np.ndarray:
+    """``(n_sources, n_models)`` logit of each model's mean golden score per source (0 where none)."""
+    shape = (len(targets.sources), len(targets.models))
+    total, count = np.zeros(shape), np.zeros(shape)
+    np.add.at(total, (targets.cell_source, targets.cell_model), targets.cell_y)
+    np.add.at(count, (targets.cell_source, targets.cell_model), 1.0)
+    mean = np.clip(total / np.maximum(count, 1.0), 0.02, 0.98)
+    return np.where(count > 0, np.log(mean / (1.0 - mean)), 0.0).astype(np.float32)
+
+
 def fit(cfg: dict[str, Any], targets: Targets, emb: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Full-batch Adam (L2) or AdamW for ``cfg["steps"]`` steps on prompt embeddings ``emb`` (rows = targets.prompts)."""
     import torch
 
     seed_everything(seed)
-    net = _MFNet(len(targets.models), emb.shape[1], int(cfg["dim"]), float(cfg["dropout"]))
+    n_sources = len(targets.sources) if cfg.get("source_effects") else 0
+    net = _MFNet(len(targets.models), emb.shape[1], int(cfg["dim"]), float(cfg["dropout"]), n_sources)
+    if net.source_bias is not None:  # start from each (source, model)'s mean correctness: the prompt's score
+        with torch.no_grad():      # then fits only what differs within a source
+            net.source_bias.copy_(torch.from_numpy(source_logits(targets)))
     optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     if cfg["optimizer"] not in optimizers:
         raise RouterayError(f"mf optimizer must be one of {sorted(optimizers)}, got {cfg['optimizer']!r}")
-    opt = optimizers[cfg["optimizer"]](net.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+    groups: list[dict[str, Any]] = [{"params": net.parameters(), "weight_decay": float(cfg["weight_decay"])}]
+    if net.source_bias is not None:  # decay would pull them off the source means and the prompt's score back in
+        groups.append({"params": [net.source_bias], "weight_decay": 0.0})
+    opt = optimizers[cfg["optimizer"]](groups, lr=float(cfg["lr"]))
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in vars(targets).items()
          if isinstance(v, np.ndarray)}
     e = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))

@@ -125,3 +125,35 @@ def test_mf_scores_the_same_through_training_serving_and_evaluation(real_slice, 
         evaluated = benchmark_scores(bench, {"mf": router}, cache, EmbeddingPass(prompts, progress=False),
                                      progress=False)["mf"]
         np.testing.assert_allclose(evaluated, served, atol=1e-6)
+
+
+def test_source_effects_absorb_what_only_tells_sources_apart():
+    """With ``source_effects`` a per-(source, model) bias explains a gap that differs only between sources,
+    so the prompt's score stops encoding which source a prompt came from; the artifact keeps no such bias."""
+    from routeray.data.schema import GoldenLabel, PreferenceData
+    from routeray.routers.mf import mf_linear
+    from routeray.train.mf import DEFAULTS, build_targets, fit
+
+    rng = np.random.default_rng(0)
+    golden, rows = [], {}
+    for source, sign, p_right in (("a", 1.0, 0.9), ("b", -1.0, 0.1)):
+        for i in range(200):
+            prompt = f"{source} {i}"
+            rows[prompt] = np.concatenate([[sign], rng.normal(size=7)]).astype(np.float32)
+            golden += [GoldenLabel(prompt, "m0", float(rng.random() < p_right), source),
+                       GoldenLabel(prompt, "m1", float(rng.random() < 0.5), source)]
+    cfg = {**DEFAULTS, "dim": 4, "steps": 200}
+    targets = build_targets(PreferenceData(golden=golden), ["m0", "m1"], cfg)
+    assert targets.sources == ["a", "b"] and set(np.unique(targets.cell_source)) == {0, 1}
+    emb = np.stack([rows[p] for p in targets.prompts])
+    in_a = np.asarray([p.startswith("a") for p in targets.prompts])
+
+    def source_gap(tensors):  # how far apart m0's prompt scores put the two sources
+        u, c = mf_linear(tensors["proj_weight"], tensors["proj_bias"], tensors["model_emb"], tensors["classifier"])
+        s = emb @ u + c
+        return abs(s[in_a, 0].mean() - s[~in_a, 0].mean())
+
+    plain = fit(cfg, targets, emb, seed=0)
+    absorbed = fit({**cfg, "source_effects": True}, targets, emb, seed=0)
+    assert set(absorbed) == set(plain)  # same artifact tensors: the source biases are not kept
+    assert source_gap(absorbed) < 0.5 * source_gap(plain), (source_gap(absorbed), source_gap(plain))

@@ -36,6 +36,10 @@ Tier = str
 STRONG_URL_ENV = "ROUTERAY_STRONG_BASE_URL"
 STRONG_KEY_ENV = "ROUTERAY_STRONG_API_KEY"
 STRONG_MODEL_ENV = "ROUTERAY_STRONG_MODEL"
+# router overrides the routing service applies itself; the scorers never see them (Config.router_overrides)
+SERVICE_OVERRIDES = ("guard", "prefilter")
+# residual standard deviations around the threshold inside which the prefilter asks the router (bench/prefilter.py)
+DEFAULT_PREFILTER_BAND = 3.0
 
 
 class _Model(BaseModel):
@@ -355,6 +359,13 @@ class Config(_Model):
             if guard is not None and self.pool:
                 raise ValueError(f"routers: {r.router} has the rerouting guard on, which applies to two-tier scores "
                                  "only; pool routing needs it off (drop guard from the router's overrides)")
+            try:
+                band = self.router_prefilter(r)
+            except RouterayError as exc:
+                raise ValueError(f"routers: {r.router}: {exc}") from None
+            if band is not None and self.pool:
+                raise ValueError(f"routers: {r.router} has the prefilter on, which settles two-tier routes only; pool "
+                                 "routing needs it off (drop prefilter from the router's overrides)")
         if self.pool:
             self._check_pool()
         return self
@@ -388,10 +399,11 @@ class Config(_Model):
 
     def router_overrides(self, scorer: ScorerConfig) -> dict[str, Any]:
         """``Router.load`` overrides for one router: in the two-tier shape the tiers' model names (what the
-        router scores), then the router's own overrides, less ``guard``: the scorers load routers unguarded and
-        the routing service applies the guard (:meth:`router_guard`), scoring views only where they matter."""
+        router scores), then the router's own overrides, less ``guard`` and ``prefilter``: the scorers load routers
+        unguarded and the routing service applies the guard (:meth:`router_guard`), scoring views only where they
+        matter, and the prefilter (:meth:`router_prefilter`), before the scorer."""
         tiers = {} if self.pool else {"strong_model": self.strong.router_model, "weak_model": self.weak.router_model}
-        return {**tiers, **{k: v for k, v in scorer.overrides.items() if k != "guard"}}
+        return {**tiers, **{k: v for k, v in scorer.overrides.items() if k not in SERVICE_OVERRIDES}}
 
     def router_guard(self, scorer: ScorerConfig) -> GuardSpec | None:
         """The rerouting guard a router's ``overrides`` ask for (``guard``: a mode or options), None when off."""
@@ -401,6 +413,20 @@ class Config(_Model):
             return None
         spec = GuardSpec.parse(scorer.overrides["guard"])
         return None if spec.mode == "off" else spec
+
+    def router_prefilter(self, scorer: ScorerConfig) -> float | None:
+        """The band (residual standard deviations) of the prefilter a router's ``overrides`` ask for
+        (``prefilter``: true, false, or ``{band: x}``; :mod:`routeray.routers.prefilter`), None when off."""
+        value = scorer.overrides.get("prefilter", False)
+        if value is False or value is None:
+            return None
+        if value is True:
+            return DEFAULT_PREFILTER_BAND
+        if isinstance(value, dict) and set(value) <= {"band"}:
+            band = value.get("band", DEFAULT_PREFILTER_BAND)
+            if isinstance(band, (int, float)) and not isinstance(band, bool) and band > 0:
+                return float(band)
+        raise RouterayError(f"prefilter must be true, false or {{band: <positive number>}}, got {value!r}")
 
     def call_price(self, backend: BackendConfig) -> float:
         """US$ of a typical call (``routing.pool_input_tokens`` in, ``pool_output_tokens`` out)."""

@@ -66,6 +66,10 @@ class GatewayMetrics:
             f"{PREFIX}guard_demotions", "Requests the rerouting guard sent to the weak tier although the prompt's "
             "own score would have sent them strong (a view of the prompt scored lower).",
             ["router"], registry=r)
+        self.prefilter_settled = Counter(
+            f"{PREFIX}prefilter_settled", "Requests routed on the prefilter's cheap estimate, without the router's "
+            "full score (the estimate lay outside the band around the threshold), by tier.",
+            ["router", "tier"], registry=r)
         self.loop_lag = Gauge(
             f"{PREFIX}event_loop_lag_seconds", "How far behind this replica's event loop runs (decaying peak); "
             "above ingress.shed_loop_lag_ms new requests are shed.", registry=r)
@@ -120,4 +124,5 @@ METRIC_NAMES = [
     "routeray_tokens_estimated_total", "routeray_spend_dollars_total", "routeray_spend_all_strong_dollars_total",
     "routeray_event_loop_lag_seconds", "routeray_key_spend_dollars_total", "routeray_key_budget_dollars",
     "routeray_key_budget_remaining_dollars", "routeray_budget_refusals_total", "routeray_guard_demotions_total",
+    "routeray_prefilter_settled_total",
 ]

@@ -26,6 +26,7 @@ from routeray.gateway.routing import PoolDecider, ScoreWindow, ShareTracker, Tar
 from routeray.gateway.spend import SpendMeter, text_chars
 from routeray.metrics import GatewayMetrics
 from routeray.routers.guard import guarded_score, views
+from routeray.routers.prefilter import load_prefilter
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class RoutingService:
         # rerouting guards (routeray.routers.guard), applied here and not in the scorers: a prompt's views are
         # scored only when its own score would send it strong, the only case where they can change the tier
         self._guards = {r.router: spec for r in cfg.routers if (spec := cfg.router_guard(r)) is not None}
+        # prefilters (routeray.routers.prefilter): a cheap estimate settles the routes far from the threshold
+        self._prefilters = {r.router: load_prefilter(r.router, r.artifact, band)
+                            for r in cfg.routers if (band := cfg.router_prefilter(r)) is not None}
 
     # ---- models -------------------------------------------------------------------------------------
     def models(self) -> ModelList:
@@ -219,6 +223,10 @@ class RoutingService:
         text = req.routing_text(self.cfg.routing.route_on)
         if self.cfg.ingress.log_prompts:
             log.debug("routing prompt with %s: %r", router, text[:200])
+        if router in self._prefilters:
+            settled = self._prefiltered(router, target, text)
+            if settled is not None:
+                return settled
         try:
             score = await asyncio.wait_for(self.score_fn(router, text), self.cfg.routing.scorer_timeout_s)
             if self.pool is not None:
@@ -261,6 +269,26 @@ class RoutingService:
                 self.metrics.guard_demotions.labels(router).inc()
         window.add(value)
         return Decision(tier=tier, router=router, score=value, threshold=threshold)
+
+    def _prefiltered(self, router: str, target: Target, text: str) -> Decision | None:
+        """The decision on the prefilter's estimate when it lies outside the band around the threshold (for a
+        percentage, the window's current threshold); None when the router's own score is needed. With the
+        guard on, only weak routes are settled: the guard can lower a strong route's score, never a weak one's."""
+        window = self._windows[router]
+        percent = target.strong_percent
+        threshold = target.threshold if percent is None else window.threshold(percent)
+        if threshold is None or not math.isfinite(threshold) or (percent is not None and not 0 < percent < 100):
+            return None
+        estimate = min(max(float(self._prefilters[router].estimate([text])[0]), 0.0), 1.0)
+        strong = self._prefilters[router].settle(estimate, threshold)
+        if strong is None or (strong and router in self._guards):
+            return None
+        tier: Tier = "strong" if strong else "weak"
+        if percent is not None:
+            self._percent_metrics(router, percent, threshold)
+        self.metrics.prefilter_settled.labels(router, tier).inc()
+        window.add(estimate)
+        return Decision(tier=tier, router=router, score=estimate, threshold=threshold)
 
     def _scorer_failed(self, router: str, what: str, exc: Exception) -> Decision:
         """A failed scoring call: the configured scorer-failure tier, logged and counted as a fallback."""

@@ -65,6 +65,13 @@ SECTIONS: list[tuple[str, list[dict[str, Any]]]] = [
                         "them strong (a part of the prompt scored lower: the mark of an appended or prepended "
                         "gadget). Only routers configured with guard.",
          "queries": [_q(f"sum by (router) (rate(routeray_guard_demotions_total{{{R}}}{RATE}))", "{{router}}")]},
+        {"title": "Prefilter: share of routes settled without the router", "unit": "percentunit",
+         "description": "Routed requests decided on the prefilter's cheap estimate (it lay outside the band around "
+                        "the threshold), as a share of all routed requests, by tier. Only routers configured "
+                        "with prefilter.",
+         "queries": [_q(f"sum by (router, tier) (rate(routeray_prefilter_settled_total{{{R}}}{RATE})) / ignoring(tier) "
+                        f"group_left sum by (router) (rate(routeray_routing_decisions_total{{{R}}}{RATE}))",
+                        "{{router}} -> {{tier}}")]},
     ]),
     ("Router latency and batching", [
         {"title": "Routing overhead p50 / p99", "unit": "s", "routing": True,

@@ -42,6 +42,11 @@ class QueueFull(APIError):
         super().__init__(f"the gateway is overloaded ({name}: a prompt would wait {wait_s * 1000:.0f} ms to be "
                          f"scored, limit {limit_s * 1000:.0f} ms); retry in {retry_after_s} s",
                          type="overloaded_error", code="overloaded", retry_after_s=retry_after_s)
+        self.args_ = (name, wait_s, limit_s, retry_after_s)
+
+    def again(self) -> QueueFull:
+        """A fresh copy, for refusing another request on the same grounds."""
+        return QueueFull(*self.args_)
 
 
 class LoopLag:

@@ -29,6 +29,7 @@ from routeray.routers.guard import guarded_score, views
 from routeray.routers.prefilter import load_prefilter
 
 log = logging.getLogger(__name__)
+PREFILTER_HOLD_S = 0.25  # how long after the scorer's last refusal the prefilter's routes are refused too
 
 NOT_READY_RETRY_S = 5.0  # the Retry-After of a 503 for a tier that is still starting
 
@@ -111,6 +112,9 @@ class RoutingService:
         # prefilters (routeray.routers.prefilter): a cheap estimate settles the routes far from the threshold
         self._prefilters = {r.router: load_prefilter(r.router, r.artifact, band)
                             for r in cfg.routers if (band := cfg.router_prefilter(r)) is not None}
+        # while a router's scorer refuses prompts (QueueFull), the replica is overloaded: the prefilter's settled
+        # routes are refused too for PREFILTER_HOLD_S after the last refusal, or they would queue up unbounded
+        self._refusing: dict[str, tuple[float, QueueFull]] = {}
 
     # ---- models -------------------------------------------------------------------------------------
     def models(self) -> ModelList:
@@ -233,7 +237,9 @@ class RoutingService:
                 value = self.pool.score(score.quality or ())  # raises on a missing or malformed row
             elif not (0.0 <= score.value <= 1.0):
                 raise ValueError(f"score {score.value!r} outside [0, 1]")
-        except QueueFull:
+        except QueueFull as exc:
+            if router in self._prefilters:
+                self._refusing[router] = (time.monotonic() + PREFILTER_HOLD_S, exc)
             raise  # shed on purpose: the caller gets the 503, no other tier answers in the scorer's place
         except Exception as exc:  # noqa: BLE001 - any scorer failure takes the configured tier
             return self._scorer_failed(router, "scorer", exc)
@@ -273,12 +279,16 @@ class RoutingService:
     def _prefiltered(self, router: str, target: Target, text: str) -> Decision | None:
         """The decision on the prefilter's estimate when it lies outside the band around the threshold (for a
         percentage, the window's current threshold); None when the router's own score is needed. With the
-        guard on, only weak routes are settled: the guard can lower a strong route's score, never a weak one's."""
+        guard on, only weak routes are settled: the guard can lower a strong route's score, never a weak one's.
+        Raises :class:`QueueFull` while the router's scorer refuses prompts (see ``_refusing``)."""
         window = self._windows[router]
         percent = target.strong_percent
         threshold = target.threshold if percent is None else window.threshold(percent)
         if threshold is None or not math.isfinite(threshold) or (percent is not None and not 0 < percent < 100):
             return None
+        until, refused = self._refusing.get(router, (0.0, None))
+        if refused is not None and time.monotonic() < until:
+            raise refused.again()
         estimate = min(max(float(self._prefilters[router].estimate([text])[0]), 0.0), 1.0)
         strong = self._prefilters[router].settle(estimate, threshold)
         if strong is None or (strong and router in self._guards):

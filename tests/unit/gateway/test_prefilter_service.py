@@ -105,3 +105,27 @@ def test_config_checks_the_prefilter_option() -> None:
         Config(routers=[ScorerConfig(router="mf", overrides={"prefilter": True})], engine={"enabled": False},
                pool=[{"name": n, "base_url": "http://127.0.0.1:9/v1", "price_input_per_mtok": p,
                       "price_output_per_mtok": p} for n, p in (("a", 1.0), ("b", 2.0))])
+
+
+def test_while_the_scorer_refuses_prompts_settled_routes_are_refused_too(prefilter, monkeypatch) -> None:
+    """Past saturation the scorer's admission limit refuses what it cannot score in time; the routes the
+    prefilter would settle must not pile up in its place, so they get the same 503 until the hold passes."""
+    from routeray.gateway.overload import QueueFull
+
+    service, scorer, metrics = _service(prefilter, monkeypatch)
+
+    async def full(router: str, text: str) -> Score:
+        raise QueueFull(router, 0.4, 0.25)
+
+    threshold = float(_length_score([SHORT])[0] + _length_score([LONG])[0]) / 2
+    model = f"router-random-{threshold:.4f}"
+    on_it = float(prefilter.estimate([SHORT])[0])
+    service.score_fn = full
+    with pytest.raises(QueueFull):
+        _decide(service, SHORT, f"router-random-{on_it:.4f}")  # needs the scorer, which refuses
+    with pytest.raises(QueueFull, match="would wait 400 ms"):
+        _decide(service, LONG, model)  # would be settled, but the replica is overloaded
+    until, refused = service._refusing["random"]
+    assert until - time.monotonic() <= service_module.PREFILTER_HOLD_S
+    service._refusing["random"] = (time.monotonic() - 0.001, refused)  # the hold has passed
+    assert _decide(service, LONG, model).tier == "strong" and _settled(metrics, "strong") == 1

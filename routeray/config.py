@@ -487,14 +487,27 @@ def local_profile() -> Config:
 
     The fast shape measured in docs/serving.md: HAProxy in front of ingress replicas that serve HTTP
     themselves, and the routers scored inside the ingress (MiniLM on ONNX Runtime, batched; no Ray hop per
-    request), with the scorers' admission limit shedding what would wait too long. ``http_proxy: serve`` and
+    request), with the scorers' admission limit shedding what would wait too long, and mf's prefilter settling
+    the routes far from the threshold without MiniLM (when its artifact has one). ``http_proxy: serve`` and
     ``placement: deployment`` (the slower shape) stay available through ``--config``."""
     routers = [ScorerConfig(router="random", placement="ingress", admit_wait_s=ADMIT_WAIT_S)]
     if _has_artifact("mf"):
-        routers.insert(0, ScorerConfig(router="mf", placement="ingress", admit_wait_s=ADMIT_WAIT_S))
+        routers.insert(0, ScorerConfig(router="mf", placement="ingress", admit_wait_s=ADMIT_WAIT_S,
+                                       overrides={"prefilter": _has_prefilter("mf")}))
     else:
         log.warning("no artifact for the mf router yet: serving the random router only")
     return Config(http_proxy="haproxy", routers=routers)
+
+
+def _has_prefilter(router: str) -> bool:
+    """Whether the router's artifact has a prefilter beside it (routeray.routers.prefilter)."""
+    try:
+        from routeray.artifacts import resolve_artifact_dir
+        from routeray.routers.prefilter import FILE
+
+        return (resolve_artifact_dir(router, None) / FILE).is_file()
+    except Exception:  # noqa: BLE001 - any failure means "not available"
+        return False
 
 
 def _has_artifact(router: str) -> bool:

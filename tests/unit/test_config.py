@@ -112,10 +112,13 @@ def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_make_serve_ships_the_fast_shape() -> None:
-    """`routeray serve` without --config: HAProxy, every router scored in the ingress, admission shedding on."""
+    """`routeray serve` without --config: HAProxy, every router scored in the ingress, admission shedding on,
+    and mf's shipped prefilter in use."""
     from routeray.config import local_profile
 
     cfg = local_profile()
     assert cfg.http_proxy == "haproxy"
     assert {r.router for r in cfg.routers} == {"mf", "random"}
     assert all(r.placement == "ingress" and r.admit_wait_s for r in cfg.routers)
+    mf = next(r for r in cfg.routers if r.router == "mf")
+    assert cfg.router_prefilter(mf) == 3.0 and "prefilter" not in cfg.router_overrides(mf)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,10 +25,13 @@ import numpy as np
 from routeray._version import __version__
 from routeray.errors import ArtifactError
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 TENSORS_FILE = "tensors.safetensors"
 PACKAGED_DIR = Path(__file__).parent / "default_artifacts"
+STALE_ON_SAVE = "prefilter.npz"  # routeray.routers.prefilter.FILE: tied to the artifact it was fitted for
 
 
 @dataclass
@@ -71,6 +75,11 @@ def save_artifact(artifact: Artifact, out_dir: str | Path) -> Path:
         "report": artifact.report,
     }
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n")
+    stale = out / STALE_ON_SAVE
+    if stale.is_file():  # fitted for the artifact this one replaces: it would refuse to load from now on
+        stale.unlink()
+        log.warning("removed %s, fitted for the previous artifact in %s; refit it with "
+                    "`python -m routeray.routers.prefilter --artifact %s`", stale.name, out, out)
     artifact.path = out
     return out
 

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from routeray.artifacts import STALE_ON_SAVE
 from routeray.errors import ArtifactError
 
-FILE = "prefilter.npz"
+FILE = STALE_ON_SAVE  # "prefilter.npz"; save_artifact removes it when the artifact beside it is replaced
 STATIC_SPEC: dict[str, Any] = {"kind": "static"}
 
 

@@ -70,3 +70,16 @@ def test_the_shipped_prefilter_agrees_with_the_default_mf() -> None:
         decided = [(s, f) for s, f in settled if s is not None]
         assert all(s == f for s, f in decided), share
         assert len(decided) >= 0.2 * len(prompts), (share, len(decided))
+
+
+def test_saving_a_new_artifact_removes_the_prefilter_of_the_old_one(tmp_path) -> None:
+    """Retraining into the same folder must not leave a prefilter that refuses to load (and so stops the
+    gateway that turns it on when the folder has one)."""
+    from routeray.artifacts import Artifact, save_artifact
+
+    save_artifact(Artifact(router="random", config={"seed": 1}), tmp_path)
+    prompts = _prompts(100)
+    Prefilter.fit(_length_score(prompts), prompts, "old").save(tmp_path)
+    assert (tmp_path / FILE).is_file()
+    save_artifact(Artifact(router="random", config={"seed": 2}), tmp_path)
+    assert not (tmp_path / FILE).exists()

@@ -62,7 +62,8 @@ def main() -> None:
                               + source_prompts("mt_bench", data_dir, args.per_source)
                               + source_prompts("mmlu", data_dir, 10_000)))
     unlabeled = source_prompts("gsm8k", data_dir, 100_000)[args.per_source:]
-    distil = [t for t in dict.fromkeys(load_data_dir(data_dir).prompts + unlabeled) if t not in set(test)]
+    held = set(test)
+    distil = [t for t in dict.fromkeys(load_data_dir(data_dir).prompts + unlabeled) if t not in held]
     router = load_router(args.router, args.artifact) if args.artifact else load_router(args.router)
 
     print(f"scoring {len(distil)} distillation prompts with {args.router} (minutes) ...", flush=True)

@@ -351,21 +351,17 @@ class Config(_Model):
         for tier, backend in (("strong", self.strong), ("weak", self.weak)):
             if backend.name.startswith("router-") or (backend.name in reserved and backend.name != tier):
                 raise ValueError(f"{tier} tier name {backend.name!r} clashes with a reserved model name")
+        service_options = (("guard", "the rerouting guard", "applies to two-tier scores only", self.router_guard),
+                           ("prefilter", "the prefilter", "settles two-tier routes only", self.router_prefilter))
         for r in self.routers:
-            try:
-                guard = self.router_guard(r)
-            except RouterayError as exc:
-                raise ValueError(f"routers: {r.router}: {exc}") from None
-            if guard is not None and self.pool:
-                raise ValueError(f"routers: {r.router} has the rerouting guard on, which applies to two-tier scores "
-                                 "only; pool routing needs it off (drop guard from the router's overrides)")
-            try:
-                band = self.router_prefilter(r)
-            except RouterayError as exc:
-                raise ValueError(f"routers: {r.router}: {exc}") from None
-            if band is not None and self.pool:
-                raise ValueError(f"routers: {r.router} has the prefilter on, which settles two-tier routes only; pool "
-                                 "routing needs it off (drop prefilter from the router's overrides)")
+            for key, what, scope, parse in service_options:
+                try:
+                    on = parse(r) is not None
+                except RouterayError as exc:
+                    raise ValueError(f"routers: {r.router}: {exc}") from None
+                if on and self.pool:
+                    raise ValueError(f"routers: {r.router} has {what} on, which {scope}; pool routing needs it off "
+                                     f"(drop {key} from the router's overrides)")
         if self.pool:
             self._check_pool()
         return self

@@ -45,13 +45,13 @@ class Prefilter:
     artifact_fingerprint: str
     band: float = 3.0
 
-    def features(self, prompts: Sequence[str]) -> np.ndarray:
+    def __post_init__(self) -> None:
         from routeray.encoders.registry import make_embedder
-        from routeray.routers.prompt_features import structure_features
 
-        emb = make_embedder(self.embedder).embed(list(prompts))
-        raw = np.hstack([emb, structure_features(prompts), np.ones((len(prompts), 1))])
-        return (raw - self.mean) / self.std
+        self._embedder = make_embedder(self.embedder)  # built once: estimate() runs on every routed request
+
+    def features(self, prompts: Sequence[str]) -> np.ndarray:
+        return (_raw_features(self._embedder, prompts) - self.mean) / self.std
 
     def estimate(self, prompts: Sequence[str]) -> np.ndarray:
         return np.asarray(self.features(prompts) @ self.weights, dtype=np.float64)
@@ -81,9 +81,9 @@ class Prefilter:
             meta = json.loads(str(z["meta"]))
             pre = cls(z["weights"], z["mean"], z["std"], float(meta["residual_sd"]), meta["embedder"],
                       meta["artifact_fingerprint"], float(meta["band"] if band is None else band))
-        from routeray.encoders.registry import check_embedder, make_embedder
+        from routeray.encoders.registry import check_embedder
 
-        check_embedder(make_embedder(pre.embedder), pre.embedder, path)
+        check_embedder(pre._embedder, pre.embedder, path)
         if pre.artifact_fingerprint != artifact_fingerprint:
             raise ArtifactError(f"{path} was fitted for another artifact ({pre.artifact_fingerprint}, this one is "
                                 f"{artifact_fingerprint}); refit it")
@@ -95,11 +95,10 @@ class Prefilter:
         """Ridge from the cheap features of ``prompts`` to the router's ``scores`` of them; the residual
         spread is measured on a fifth of the prompts left out of a first fit."""
         from routeray.encoders.registry import make_embedder
-        from routeray.routers.prompt_features import structure_features
 
         spec = dict(embedder or STATIC_SPEC)
         emb_model = make_embedder(spec)
-        raw = np.hstack([emb_model.embed(list(prompts)), structure_features(prompts), np.ones((len(prompts), 1))])
+        raw = _raw_features(emb_model, prompts)
         mean, std = raw.mean(axis=0), raw.std(axis=0) + 1e-6
         mean[-1], std[-1] = 0.0, 1.0  # the intercept column stays 1
         z, y = (raw - mean) / std, np.asarray(scores, dtype=np.float64)
@@ -121,6 +120,13 @@ def load_prefilter(router: str, artifact: str | Path | None = None, band: float 
     pre = Prefilter.load(folder, load_artifact(folder, expect_router=router).fingerprint, band)
     pre.estimate(["warm-up"])
     return pre
+
+
+def _raw_features(embedder: Any, prompts: Sequence[str]) -> np.ndarray:
+    """``[static embedding, structure features, 1]`` per prompt, before standardisation."""
+    from routeray.routers.prompt_features import structure_features
+
+    return np.hstack([embedder.embed(list(prompts)), structure_features(prompts), np.ones((len(prompts), 1))])
 
 
 def _ridge(z: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 The default ``mf`` spends most of its CPU on int8 MiniLM (about 7 ms a prompt here). The prefilter distils its
 score into a ridge regression on the static embedder and the 13 structure features and sends a prompt to the
-router only when that estimate falls within ``band`` residual standard deviations of the threshold.
+router only when that estimate falls within ``band`` residual standard deviations of the threshold (both on the
+logit scale).
 
 - Distillation set: every prompt of ``../shared/data``'s training sources plus the unlabeled GSM8K train
   questions after the first ``--per-source``, scored by the real router (no labels are used). The residual
@@ -34,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from routeray.data import load_data_dir  # noqa: E402
 from routeray.paths import shared_data_dir  # noqa: E402
-from routeray.routers.prefilter import Prefilter  # noqa: E402
+from routeray.routers.prefilter import Prefilter, _logit  # noqa: E402
 from routeray.routers.registry import load_router  # noqa: E402
 
 
@@ -93,10 +94,13 @@ def main() -> None:
                   f"(full {full_ms:.2f}, cheap stage {cheap_ms:.2f})")
     result = {"router": args.router, "artifact": args.artifact or "default", "n_distil": len(distil),
               "n_test": len(test), "distil_scoring_s": distil_s, "lam": args.lam, "residual_sd": res_sd,
-              "score_sd": float(y.std()), "test_correlation": float(np.corrcoef(est, y_test)[0, 1]),
+              "score_sd": float(y.std()), "score_logit_sd": float(_logit(y).std()),
+              "test_correlation": float(np.corrcoef(est, y_test)[0, 1]),
+              "test_logit_correlation": float(np.corrcoef(_logit(est), _logit(y_test))[0, 1]),
               "full_cpu_ms": full_ms, "cheap_cpu_ms": cheap_ms, "rows": rows}
-    print(f"correlation on the test prompts {result['test_correlation']:.3f}; residual sd {res_sd:.4f} "
-          f"against the score's sd {result['score_sd']:.4f}")
+    print(f"correlation on the test prompts {result['test_correlation']:.3f} (logits "
+          f"{result['test_logit_correlation']:.3f}); residual sd {res_sd:.4f} against the score logits' sd "
+          f"{result['score_logit_sd']:.4f} (logit units)")
     write_result(args.output, result, load_before)
 
 

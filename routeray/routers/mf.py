@@ -12,6 +12,11 @@ recipe (mean APGR 0.558 vs 0.560, the same 5 folds above random) and the correct
 every AdamW variant tried (0.527–0.537 vs 0.507–0.517); it is the default because it is a probability of
 the event routed on, with ties counted half. ``s(m, q)`` is linear in ``e_q`` for a fixed model, so scoring
 a batch is one ``(n, D) @ (D, 2)`` product after the embedding.
+
+An artifact may also read the prompt's structure (:mod:`routeray.routers.prompt_features`): as input
+dimensions beside the embedding (``prompt_features``, ``feature_scale``) and as a shift of the routing score
+on the logit scale (``route_boost``, :class:`~routeray.routers.prompt_features.ScoreBoost`), both selected on
+held-out folds by the trainer.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError, RouterayError
 from routeray.routers.base import EmbeddingRouter
 from routeray.routers.pool import PoolScoring
-from routeray.routers.prompt_features import FeatureInput
+from routeray.routers.prompt_features import FeatureInput, ScoreBoost, structure_features
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +161,7 @@ class MFRouter(PoolScoring, EmbeddingRouter):
         self.route_on = str(cfg.get("route_on", "correctness"))
         self._scorer = pair_scorer(artifact.tensors, i_s, i_w, self.route_on)
         self.features = FeatureInput.from_artifact(cfg, artifact.tensors)
+        self.boost = ScoreBoost.from_artifact(cfg, artifact.tensors)
         self._fingerprint = f"mf-{artifact.fingerprint}-{self.strong_model}-{self.weak_model}"
 
     @classmethod
@@ -169,19 +175,36 @@ class MFRouter(PoolScoring, EmbeddingRouter):
         return cls(artifact, embedder, strong_model=overrides.get("strong_model"),
                    weak_model=overrides.get("weak_model"), model_aliases=overrides.get("model_aliases"))
 
-    def inputs(self, emb: np.ndarray, prompts: Sequence[str] | None) -> np.ndarray:
+    def _structure(self, prompts: Sequence[str] | None) -> np.ndarray | None:
+        """The prompts' structure features when the artifact reads them (``prompt_features`` as input,
+        ``route_boost`` on the score), in which case the prompts are needed; None otherwise."""
+        if self.features is None and self.boost is None:
+            return None
+        if prompts is None:
+            raise RouterayError("this mf artifact also reads each prompt's structure (prompt_features, "
+                                "route_boost): score_embeddings needs the prompts too")
+        return structure_features(prompts)
+
+    def inputs(self, emb: np.ndarray, prompts: Sequence[str] | None, structure: np.ndarray | None = None
+               ) -> np.ndarray:
         """The MF input rows: the embeddings, plus the prompts' structure features when the artifact was
         trained with them (``prompt_features``), in which case the prompts are needed."""
         if self.features is None:
             return emb
-        if prompts is None:
-            raise RouterayError("this mf artifact also reads each prompt's structure (prompt_features): "
-                                "score_embeddings needs the prompts too")
-        return self.features.append(emb, prompts)
+        if structure is None:
+            structure = self._structure(prompts)
+        assert prompts is not None
+        return self.features.append(emb, prompts, structure)
 
     def score_embeddings(self, emb: np.ndarray, prompts: Sequence[str] | None = None) -> np.ndarray:
-        """P(strong wins) from precomputed prompt embeddings ``(n, D)`` (and the prompts, see :meth:`inputs`)."""
-        return route_scores(self.inputs(emb, prompts), self._scorer)
+        """P(strong wins) from precomputed prompt embeddings ``(n, D)`` (and the prompts, see :meth:`inputs`),
+        moved by the artifact's ``route_boost`` when it has one."""
+        structure = self._structure(prompts)
+        scores = route_scores(self.inputs(emb, prompts, structure), self._scorer)
+        if self.boost is None:
+            return scores
+        assert prompts is not None and structure is not None
+        return self.boost.apply(scores, prompts, structure)
 
     def quality_embeddings(self, emb: np.ndarray, models: Sequence[str],
                            prompts: Sequence[str] | None = None) -> np.ndarray:

@@ -3,9 +3,11 @@
 A route only depends on which side of the threshold a prompt's score falls, and most prompts sit far from
 it. The prefilter is a ridge regression, distilled from a router's own scores (no labels), on features that
 cost a fraction of a millisecond: the static embedder (``routeray/encoders/static.py``) and the prompt's
-structure (``routeray/routers/prompt_features.py``). Where its estimate lies more than ``band`` residual
-standard deviations (measured on prompts held out from the fit) from the threshold, the estimate decides;
-otherwise the router scores the prompt as usual. ``bench/prefilter.py`` measures the share of prompts it
+structure (``routeray/routers/prompt_features.py``), fitted to the score's logit (a router whose score is
+moved by its prompt's structure on that scale, ``mf``'s ``route_boost``, is then fitted exactly in that part).
+Where its estimate lies more than ``band`` residual standard deviations (logit units, measured on prompts held
+out from the fit) from the threshold's logit, the estimate decides; otherwise the router scores the prompt as
+usual. ``bench/prefilter.py`` measures the share of prompts it
 settles and how often it agrees with the full score.
 
 It is stored as ``prefilter.npz`` beside the router's artifact and refuses to load for another artifact
@@ -30,6 +32,7 @@ from routeray.errors import ArtifactError
 
 FILE = STALE_ON_SAVE  # "prefilter.npz"; save_artifact removes it when the artifact beside it is replaced
 STATIC_SPEC: dict[str, Any] = {"kind": "static"}
+TARGET = "logit"  # what the ridge predicts; recorded in the file, which an earlier format lacks
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Prefilter:
     """``estimate(prompts)`` approximates the router's score; ``settle(estimate, threshold)`` says whether
     that is enough to route (True: strong, False: weak) or the full score is needed (None)."""
 
-    weights: np.ndarray  # (F,) on standardised features, the last one the intercept
+    weights: np.ndarray  # (F,) on standardised features, the last one the intercept; predicts the score's logit
     mean: np.ndarray  # (F,)
     std: np.ndarray  # (F,)
     residual_sd: float
@@ -54,20 +57,23 @@ class Prefilter:
         return (_raw_features(self._embedder, prompts) - self.mean) / self.std
 
     def estimate(self, prompts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.features(prompts) @ self.weights, dtype=np.float64)
+        """The estimated scores, in (0, 1)."""
+        z = np.asarray(self.features(prompts) @ self.weights, dtype=np.float64)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
     def settle(self, estimate: float, threshold: float) -> bool | None:
         margin = self.band * self.residual_sd
-        if estimate >= threshold + margin:
+        gap = float(_logit(np.asarray(estimate)) - _logit(np.asarray(threshold)))
+        if gap >= margin:
             return True
-        if estimate < threshold - margin:
+        if gap < -margin:
             return False
         return None
 
     def save(self, artifact_dir: str | Path) -> Path:
         path = Path(artifact_dir) / FILE
         meta = {"residual_sd": self.residual_sd, "embedder": self.embedder,
-                "artifact_fingerprint": self.artifact_fingerprint, "band": self.band}
+                "artifact_fingerprint": self.artifact_fingerprint, "band": self.band, "target": TARGET}
         np.savez(path, weights=self.weights, mean=self.mean, std=self.std, meta=np.asarray(json.dumps(meta)))
         return path
 
@@ -79,6 +85,10 @@ class Prefilter:
                                 f"`python -m routeray.routers.prefilter --artifact {artifact_dir}`")
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
+            if meta.get("target") != TARGET:
+                raise ArtifactError(f"{path} estimates the score itself (an earlier format; this routeray "
+                                    f"estimates its logit): refit it with "
+                                    f"`python -m routeray.routers.prefilter --artifact {artifact_dir}`")
             pre = cls(z["weights"], z["mean"], z["std"], float(meta["residual_sd"]), meta["embedder"],
                       meta["artifact_fingerprint"], float(meta["band"] if band is None else band))
         from routeray.encoders.registry import check_embedder
@@ -92,8 +102,8 @@ class Prefilter:
     @classmethod
     def fit(cls, scores: np.ndarray, prompts: Sequence[str], artifact_fingerprint: str, *, lam: float = 10.0,
             band: float = 3.0, embedder: dict[str, Any] | None = None, seed: int = 0) -> Prefilter:
-        """Ridge from the cheap features of ``prompts`` to the router's ``scores`` of them; the residual
-        spread is measured on a fifth of the prompts left out of a first fit."""
+        """Ridge from the cheap features of ``prompts`` to the logit of the router's ``scores`` of them; the
+        residual spread is measured on a fifth of the prompts left out of a first fit."""
         from routeray.encoders.registry import make_embedder
 
         spec = dict(embedder or STATIC_SPEC)
@@ -101,7 +111,7 @@ class Prefilter:
         raw = _raw_features(emb_model, prompts)
         mean, std = raw.mean(axis=0), raw.std(axis=0) + 1e-6
         mean[-1], std[-1] = 0.0, 1.0  # the intercept column stays 1
-        z, y = (raw - mean) / std, np.asarray(scores, dtype=np.float64)
+        z, y = (raw - mean) / std, _logit(np.asarray(scores, dtype=np.float64))
         order = np.random.default_rng(seed).permutation(len(y))
         cut = int(0.8 * len(y))
         first = _ridge(z[order[:cut]], y[order[:cut]], lam)
@@ -129,6 +139,11 @@ def _raw_features(embedder: Any, prompts: Sequence[str]) -> np.ndarray:
     return np.hstack([embedder.embed(list(prompts)), structure_features(prompts), np.ones((len(prompts), 1))])
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1.0 - 1e-9)
+    return np.log(p / (1.0 - p))
+
+
 def _ridge(z: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(z.T @ z + lam * np.eye(z.shape[1]), z.T @ y)
 
@@ -152,8 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     scores = np.concatenate([router.score(prompts[i:i + 256])
                              for i in tqdm(range(0, len(prompts), 256), desc="scoring prompts to distil")])
     pre = Prefilter.fit(scores, prompts, load_artifact(args.artifact).fingerprint, band=args.band)
-    print(f"wrote {pre.save(args.artifact)}: residual sd {pre.residual_sd:.4f} against the scores' sd "
-          f"{scores.std():.4f} ({len(prompts)} prompts)")
+    print(f"wrote {pre.save(args.artifact)}: residual sd {pre.residual_sd:.4f} against the score logits' sd "
+          f"{_logit(scores).std():.4f} ({len(prompts)} prompts)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,14 @@ def prompt_structure(text: str) -> list[float]:
     ]
 
 
+def feature_columns(names: Sequence[str]) -> list[int]:
+    """The columns of :func:`structure_features` holding ``names``; ValueError on an unknown name."""
+    unknown = [n for n in names if n not in STRUCTURE_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown prompt feature(s) {unknown}; known: {', '.join(STRUCTURE_FEATURES)}")
+    return [STRUCTURE_FEATURES.index(n) for n in names]
+
+
 def structure_features(prompts: Sequence[str]) -> np.ndarray:
     """``(n, len(STRUCTURE_FEATURES))`` float64 features of each prompt."""
     return np.asarray([prompt_structure(p) for p in prompts], dtype=np.float64).reshape(len(prompts),
@@ -59,11 +68,8 @@ class FeatureInput:
     weighs against the embedding's unit-norm dimensions as the trainer selected."""
 
     def __init__(self, names: Sequence[str], mean: np.ndarray, std: np.ndarray, scale: float):
-        unknown = [n for n in names if n not in STRUCTURE_FEATURES]
-        if unknown:
-            raise ValueError(f"unknown prompt feature(s) {unknown}; known: {', '.join(STRUCTURE_FEATURES)}")
         self.names = tuple(names)
-        self._cols = [STRUCTURE_FEATURES.index(n) for n in self.names]
+        self._cols = feature_columns(self.names)
         self.mean = np.asarray(mean, dtype=np.float64).reshape(len(self.names))
         self.std = np.maximum(np.asarray(std, dtype=np.float64).reshape(len(self.names)), 1e-6)
         self.scale = float(scale)
@@ -73,7 +79,7 @@ class FeatureInput:
             features: np.ndarray | None = None) -> FeatureInput:
         """Standardisation from ``prompts`` (or their precomputed :func:`structure_features`)."""
         f = structure_features(prompts) if features is None else features
-        cols = [STRUCTURE_FEATURES.index(n) for n in names if n in STRUCTURE_FEATURES]
+        cols = feature_columns(names)
         return cls(names, f[:, cols].mean(axis=0), f[:, cols].std(axis=0), scale)
 
     def transform(self, prompts: Sequence[str], features: np.ndarray | None = None) -> np.ndarray:
@@ -97,3 +103,49 @@ class FeatureInput:
         if not names or not float(config.get("feature_scale", 0.0)):
             return None
         return cls(names, tensors["feature_mean"], tensors["feature_std"], float(config["feature_scale"]))
+
+
+class ScoreBoost:
+    """A router's score moved on the logit scale by weighted, standardised structure features:
+    ``σ(logit(score) + Σ_j w_j (f_j − μ_j) / σ_j)``, with ``μ, σ`` from the training prompts.
+
+    Within one benchmark an embedding router's scores can be nearly flat (GSM8K: every prompt is a word
+    problem), where what still separates the prompts is their structure: on the held-out MMLU-Pro and
+    RouterDC sets, the questions with more numbers in them are the ones the strong model wins. The weights are
+    selected on held-out folds (``routeray train mf``'s grid ``route_boost``; docs/evaluation.md)."""
+
+    def __init__(self, weights: Mapping[str, float], mean: np.ndarray, std: np.ndarray):
+        self.weights = {n: float(w) for n, w in weights.items()}
+        self._cols = feature_columns(list(self.weights))
+        self._w = np.asarray(list(self.weights.values()), dtype=np.float64)
+        self.mean = np.asarray(mean, dtype=np.float64).reshape(len(self._cols))
+        self.std = np.maximum(np.asarray(std, dtype=np.float64).reshape(len(self._cols)), 1e-6)
+
+    @classmethod
+    def fit(cls, weights: Mapping[str, float], features: np.ndarray) -> ScoreBoost | None:
+        """Standardisation from the training prompts' :func:`structure_features`; None when every weight is 0."""
+        weights = {n: float(w) for n, w in weights.items() if float(w)}
+        if not weights:
+            return None
+        cols = feature_columns(list(weights))
+        return cls(weights, features[:, cols].mean(axis=0), features[:, cols].std(axis=0))
+
+    def apply(self, scores: np.ndarray, prompts: Sequence[str], features: np.ndarray | None = None) -> np.ndarray:
+        """The boosted scores, still in (0, 1) and in the same order wherever the features tie."""
+        f = structure_features(prompts) if features is None else features
+        p = np.clip(np.asarray(scores, dtype=np.float64), 1e-9, 1.0 - 1e-9)
+        z = np.log(p / (1.0 - p)) + ((f[:, self._cols] - self.mean) / self.std) @ self._w
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def to_artifact(self) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+        """Config entries and tensors that :meth:`from_artifact` reads back."""
+        return ({"route_boost": dict(self.weights)},
+                {"boost_mean": self.mean.astype(np.float32), "boost_std": self.std.astype(np.float32)})
+
+    @classmethod
+    def from_artifact(cls, config: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> ScoreBoost | None:
+        """The artifact's boost, or None when it has none."""
+        weights = config.get("route_boost") or {}
+        if not weights:
+            return None
+        return cls(weights, tensors["boost_mean"], tensors["boost_std"])

@@ -315,9 +315,30 @@ def source_folds(data: PreferenceData, holdouts: str | Sequence[str], strong: st
     return folds
 
 
+def family_folds(data: PreferenceData, families: str | Sequence[str], strong: str = DEFAULT_STRONG,
+                 weak: str = DEFAULT_WEAK) -> list[Fold]:
+    """One fold per family of sources held out at once (:data:`routeray.data.SOURCE_FAMILIES`; ``"all"`` for
+    every family): a harder test than one source out, since no source of the held-out kind is trained on."""
+    from routeray.data import SOURCE_FAMILIES, leave_sources_out
+
+    names = list(SOURCE_FAMILIES) if families == "all" else list(families)
+    unknown = [n for n in names if n not in SOURCE_FAMILIES]
+    if unknown:
+        raise RouterayError(f"selection_families: unknown famil{'ies' if len(unknown) > 1 else 'y'} {unknown}; "
+                            f"known: {', '.join(SOURCE_FAMILIES)}")
+    folds = []
+    for name in names:
+        train, held = leave_sources_out(data, SOURCE_FAMILIES[name])
+        sets = golden_eval_sets(held.golden, strong, weak)
+        if sets and (train.golden or train.judgments):
+            folds.append(Fold(f"family:{name}", train, sets))
+    return folds
+
+
 def fold_summary(per_fold: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """``evaluate_sets`` results of several folds as one ``{"mean_apgr", "per_source"}`` keyed by fold."""
-    per = {name: v for name, r in per_fold.items() for v in r["per_source"].values()}
+    per = {name if len(r["per_source"]) == 1 else f"{name}/{group}": v
+           for name, r in per_fold.items() for group, v in r["per_source"].items()}
     mean = float(np.mean([v["apgr"] for v in per.values()])) if per else float("nan")
     return {"mean_apgr": mean, "per_source": per}
 
@@ -359,7 +380,8 @@ class Selection:
         return {
             "router": router, **counts,
             "n_val_prompts": sum(len(es.prompts) for f in self.folds for es in f.eval_sets),
-            "selection": "leave-one-source-out",
+            "selection": "leave-one-source-out" + (" and leave-one-family-out"
+                                                   if any(f.holdout.startswith("family:") for f in self.folds) else ""),
             "folds": [f.holdout for f in self.folds],
             "chosen": self.combo,
             "grid": [p["row"] for p in self.points],
@@ -380,6 +402,7 @@ def select_on_folds(router: str, data: PreferenceData, cfg: Mapping[str, Any], f
 
     folds = source_folds(data, cfg["selection_holdouts"], cfg["strong_model"], cfg["weak_model"],
                          int(cfg["min_holdout_prompts"]))
+    folds += family_folds(data, cfg.get("selection_families") or (), cfg["strong_model"], cfg["weak_model"])
     combos = grid_combos(cfg)
     fits: dict[tuple[str, str], Any] = {}
     points: list[dict[str, Any]] = []

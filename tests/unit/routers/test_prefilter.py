@@ -4,6 +4,7 @@ settles the routes far from the threshold; the shipped one agrees with the defau
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -21,19 +22,28 @@ def _prompts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 60)))) + "?" for _ in range(n)]
 
 
+def _sigmoid(z: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
 def _length_score(prompts: list[str]) -> np.ndarray:
-    return 0.3 + 0.1 * structure_features(prompts)[:, 0]  # rises with log(1 + words)
+    return _sigmoid(-1.5 + 0.5 * structure_features(prompts)[:, 0])  # rises with log(1 + words)
 
 
 def test_it_learns_a_score_its_features_carry_and_settles_only_outside_the_band() -> None:
+    """The ridge fits the score's logit; the band is in logit units around the threshold's logit."""
     train, test = _prompts(400), _prompts(200, seed=1)
     pre = Prefilter.fit(_length_score(train), train, "fp", band=3.0, lam=0.01)
     est = pre.estimate(test)
-    assert np.abs(est - _length_score(test)).max() < 0.01 and pre.residual_sd < 0.005
+    assert np.abs(est - _length_score(test)).max() < 0.01 and pre.residual_sd < 0.01
+    assert ((est > 0) & (est < 1)).all()
     thr = float(np.median(est))
     margin = pre.band * pre.residual_sd
-    assert pre.settle(thr + margin + 1e-6, thr) is True and pre.settle(thr - margin - 1e-6, thr) is False
-    assert pre.settle(thr + 0.5 * margin, thr) is None and pre.settle(thr - 0.5 * margin, thr) is None
+    t = np.log(thr / (1 - thr))
+    assert pre.settle(float(_sigmoid(t + margin + 1e-6)), thr) is True
+    assert pre.settle(float(_sigmoid(t - margin - 1e-6)), thr) is False
+    assert pre.settle(float(_sigmoid(t + 0.5 * margin)), thr) is None
+    assert pre.settle(float(_sigmoid(t - 0.5 * margin)), thr) is None
 
 
 def test_it_round_trips_and_refuses_another_artifact(tmp_path) -> None:
@@ -45,6 +55,14 @@ def test_it_round_trips_and_refuses_another_artifact(tmp_path) -> None:
     assert back.band == 2.0 and back.residual_sd == pre.residual_sd
     with pytest.raises(ArtifactError, match="another artifact"):
         Prefilter.load(tmp_path, "fingerprint-b")
+    # a file of the earlier format (it estimated the score, not its logit) is refused with the way out
+    with np.load(tmp_path / FILE) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["target"]
+    np.savez(tmp_path / FILE, **{**arrays, "meta": np.asarray(json.dumps(meta))})
+    with pytest.raises(ArtifactError, match="earlier format.*refit"):
+        Prefilter.load(tmp_path, "fingerprint-a")
     (tmp_path / FILE).unlink()
     with pytest.raises(ArtifactError, match="python -m routeray.routers.prefilter"):
         Prefilter.load(tmp_path, "fingerprint-a")

@@ -24,9 +24,13 @@ def test_mf_beats_random_on_heldout_prompts(real_slice, tmp_path):
     assert (tmp_path / "mf" / "tensors.safetensors").is_file()
     report = artifact.report
     assert report["n_train_prompts"] > 0 and report["n_val_prompts"] > 0
-    # selection ran on leave-one-source-out folds, one APGR per held-out source
-    assert report["selection"] == "leave-one-source-out" and len(report["folds"]) >= 2
-    assert set(report["validation"]["per_source"]) == set(report["folds"])
+    # selection ran on leave-one-source-out folds and one fold per family of sources held out at once: one
+    # APGR per held-out source, per eval set of a family fold
+    assert report["selection"] == "leave-one-source-out and leave-one-family-out"
+    families = [f for f in report["folds"] if f.startswith("family:")]
+    assert families and len(report["folds"]) - len(families) >= 2
+    assert {k.split("/")[0] if k.startswith("family:") else k for k in report["validation"]["per_source"]} \
+        == set(report["folds"])
     assert np.isfinite(report["validation"]["mean_apgr"]) and report["seconds"] > 0
     assert artifact.config["route_on"] == "correctness" and artifact.tensors["model_bias"].shape == (
         len(artifact.config["models"]),)
@@ -77,6 +81,56 @@ def test_bad_optimizer_or_holdouts_fail_clearly(real_slice, tmp_path):
         train(small, tmp_path / "o", config={**FAST, "optimizer": "sgd"}, progress=False)
     with pytest.raises(RouterayError, match="selection_holdouts"):
         train(small, tmp_path / "h", config={**FAST, "selection_holdouts": "everything"}, progress=False)
+    with pytest.raises(RouterayError, match="selection_families: unknown family"):
+        train(small, tmp_path / "f", config={**FAST, "selection_families": ["poetry"]}, progress=False)
+    with pytest.raises(ValueError, match="unknown prompt feature"):
+        train(small, tmp_path / "b", config={**FAST, "route_boost": {"log_vibes": 1.0}}, progress=False)
+
+
+def test_route_boost_moves_the_score_by_the_prompts_structure(real_slice, tmp_path):
+    """``route_boost`` shifts the routing score on the logit scale by standardised structure features: served,
+    the trainer's selection scorer and the formula agree, and more numbers in a prompt raise its score."""
+    from routeray.artifacts import Artifact
+    from routeray.routers.mf import MFRouter, ModelResolver
+    from routeray.routers.prompt_features import STRUCTURE_FEATURES, ScoreBoost, structure_features
+    from routeray.routers.registry import load_router
+    from routeray.train.common import embed_texts
+    from routeray.train.mf import selection_scorer, train
+
+    train_data, heldout = real_slice
+    small = subsample_prompts(train_data, 200, seed=4)
+    artifact = train(small, tmp_path / "mf", seed=0, progress=False,
+                     config={**FAST, "steps": 30, "selection_families": [], "route_boost": {"log_numbers": 1.0}})
+    cfg, t = artifact.config, artifact.tensors
+    assert cfg["route_boost"] == {"log_numbers": 1.0} and t["boost_std"].shape == (1,)
+    router = load_router("mf", tmp_path / "mf")
+    prompts = list(dict.fromkeys(heldout.prompts))[:50]
+    served = router.score(prompts)
+
+    plain = MFRouter(Artifact(router="mf", config={k: v for k, v in cfg.items() if k != "route_boost"},
+                              tensors=t, embedder=artifact.embedder), router.embedder)
+    base = plain.score(prompts)
+    n = structure_features(prompts)[:, STRUCTURE_FEATURES.index("log_numbers")]
+    z = (n - t["boost_mean"][0]) / t["boost_std"][0]
+    expected = 1 / (1 + np.exp(-(np.log(base / (1 - base)) + z)))
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    assert not np.allclose(served, base)
+
+    emb, _ = embed_texts(prompts, artifact.embedder, progress=False)
+    rows = dict(zip(prompts, router.inputs(emb, prompts), strict=True))
+    boost = ScoreBoost.from_artifact(cfg, t)
+    assert boost is not None
+    select = selection_scorer(t, lambda ps: np.stack([rows[p] for p in ps]),
+                              ModelResolver(cfg["models"], cfg["model_aliases"]),
+                              (cfg["strong_model"], cfg["weak_model"]), cfg["route_on"],
+                              (boost, structure_features))
+    np.testing.assert_allclose(select(prompts, cfg["strong_model"], cfg["weak_model"]), served, atol=1e-6)
+
+    # the same base score, more numbers: a higher routing score; no weight, no boost
+    few, many = "How many apples are left?", "If I have 12 apples, eat 3, buy 7 and give 5 away, how many are left?"
+    moved = boost.apply(np.array([0.5, 0.5]), [few, many])
+    assert 0 < moved[0] < moved[1] < 1
+    assert ScoreBoost.fit({"log_numbers": 0.0}, structure_features([few, many])) is None
 
 
 def test_mf_scores_the_same_through_training_serving_and_evaluation(real_slice, tmp_path):

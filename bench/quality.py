@@ -8,11 +8,13 @@ trainers select on (every source labelling the weak model with >= 200 golden pro
 Held-out prompts within cosine 0.95 of a training prompt are dropped first and counted.
 
     .venv/bin/python bench/quality.py --routers mf --holdouts auto family:all \
-        --set 'mf.grid={}' --set 'mf.selection_holdouts=[]' --output bench/results/quality_heldout.json
+        --set 'mf.grid={}' --set 'mf.selection_holdouts=[]' --set 'mf.selection_families=[]' \
+        --output bench/results/quality_heldout.json
 
 The trainers select their own hyper-parameters on leave-one-source-out folds of the data they get, so by
-default this is nested (honest, slow: 12 inner folds per grid point); ``--set 'mf.grid={}' --set
-'mf.selection_holdouts=[]'`` measures the trainer's default setting instead (likewise ``knn.``, ``sw_ranking.``).
+default this is nested (honest, slow: 16 inner folds per grid point for mf); ``--set 'mf.grid={}' --set
+'mf.selection_holdouts=[]' --set 'mf.selection_families=[]'`` measures the trainer's default setting instead
+(likewise ``knn.``, ``sw_ranking.``; the boost of the default artifact is ``--set 'mf.route_boost={...}'``).
 Prints a table and writes JSON.
 """
 

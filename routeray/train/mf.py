@@ -28,7 +28,13 @@ from routeray.artifacts import Artifact, fingerprint_texts, save_artifact
 from routeray.data.schema import PreferenceData
 from routeray.encoders.registry import INT8_SPEC
 from routeray.errors import DataError, RouterayError
-from routeray.routers.prompt_features import STRUCTURE_FEATURES, FeatureInput, ScoreBoost, structure_features
+from routeray.routers.prompt_features import (
+    STRUCTURE_FEATURES,
+    FeatureInput,
+    ScoreBoost,
+    feature_columns,
+    structure_features,
+)
 from routeray.train.common import (
     PAIR_DEFAULTS,
     Fold,
@@ -283,6 +289,11 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
 
     t0 = time.perf_counter()
     cfg = training_config(DEFAULTS, config, "mf", seed)
+    for boost_weights in [cfg["route_boost"], *(cfg.get("grid") or {}).get("route_boost", [])]:
+        try:  # before any fold is fitted
+            feature_columns(list(boost_weights))
+        except ValueError as exc:
+            raise RouterayError(f"mf route_boost: {exc}") from None
     models = all_models(data)
     full = build_targets(data, models, cfg)
     emb_rows, spec = embedded_rows(full.prompts, cfg["embedder"], progress=progress)

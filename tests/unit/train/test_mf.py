@@ -83,8 +83,11 @@ def test_bad_optimizer_or_holdouts_fail_clearly(real_slice, tmp_path):
         train(small, tmp_path / "h", config={**FAST, "selection_holdouts": "everything"}, progress=False)
     with pytest.raises(RouterayError, match="selection_families: unknown family"):
         train(small, tmp_path / "f", config={**FAST, "selection_families": ["poetry"]}, progress=False)
-    with pytest.raises(ValueError, match="unknown prompt feature"):
+    with pytest.raises(RouterayError, match="route_boost: unknown prompt feature"):
         train(small, tmp_path / "b", config={**FAST, "route_boost": {"log_vibes": 1.0}}, progress=False)
+    with pytest.raises(RouterayError, match="route_boost: unknown prompt feature"):
+        train(small, tmp_path / "g", config={**FAST, "grid": {"route_boost": [{}, {"log_vibes": 1.0}]}},
+              progress=False)
 
 
 def test_route_boost_moves_the_score_by_the_prompts_structure(real_slice, tmp_path):

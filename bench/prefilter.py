@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from routeray.data import load_data_dir  # noqa: E402
 from routeray.paths import shared_data_dir  # noqa: E402
-from routeray.routers.prefilter import Prefilter, _logit  # noqa: E402
+from routeray.routers.base import logit  # noqa: E402
+from routeray.routers.prefilter import Prefilter  # noqa: E402
 from routeray.routers.registry import load_router  # noqa: E402
 
 
@@ -94,9 +95,9 @@ def main() -> None:
                   f"(full {full_ms:.2f}, cheap stage {cheap_ms:.2f})")
     result = {"router": args.router, "artifact": args.artifact or "default", "n_distil": len(distil),
               "n_test": len(test), "distil_scoring_s": distil_s, "lam": args.lam, "residual_sd": res_sd,
-              "score_sd": float(y.std()), "score_logit_sd": float(_logit(y).std()),
+              "score_sd": float(y.std()), "score_logit_sd": float(logit(y).std()),
               "test_correlation": float(np.corrcoef(est, y_test)[0, 1]),
-              "test_logit_correlation": float(np.corrcoef(_logit(est), _logit(y_test))[0, 1]),
+              "test_logit_correlation": float(np.corrcoef(logit(est), logit(y_test))[0, 1]),
               "full_cpu_ms": full_ms, "cheap_cpu_ms": cheap_ms, "rows": rows}
     print(f"correlation on the test prompts {result['test_correlation']:.3f} (logits "
           f"{result['test_logit_correlation']:.3f}); residual sd {res_sd:.4f} against the score logits' sd "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,8 +27,7 @@ def split_by_prompt(data: PreferenceData, val_fraction: float, seed: int = 0) ->
     return _partition(data, lambda prompt, _source: prompt in val_prompts)
 
 
-def source_matches(source: str, prefix: str) -> bool:
-    """Whether ``source`` is ``prefix`` or a source under it (``mmlu_pro`` matches ``mmlu_pro/math``)."""
+def _matches(source: str, prefix: str) -> bool:
     prefix = prefix.rstrip("/")
     return source == prefix or source.startswith(prefix + "/")
 
@@ -37,11 +36,11 @@ def leave_source_out(data: PreferenceData, source_prefix: str) -> tuple[Preferen
     """(train, heldout): heldout holds every record whose source is ``source_prefix`` or under it
     (``routerbench`` matches ``routerbench/mbpp``); train holds the rest, minus any record whose prompt
     text also appears in heldout (so the held-out prompts are truly unseen)."""
-    held_prompts = {j.prompt for j in data.judgments if source_matches(j.source, source_prefix)}
-    held_prompts |= {g.prompt for g in data.golden if source_matches(g.source, source_prefix)}
+    held_prompts = {j.prompt for j in data.judgments if _matches(j.source, source_prefix)}
+    held_prompts |= {g.prompt for g in data.golden if _matches(g.source, source_prefix)}
     if not held_prompts:
         raise ValueError(f"no records with source {source_prefix!r}; sources are {data.sources}")
-    train, held = _partition(data, lambda _prompt, source: source_matches(source, source_prefix))
+    train, held = _partition(data, lambda _prompt, source: _matches(source, source_prefix))
     before = len(train.judgments) + len(train.golden)
     train = PreferenceData(
         judgments=[j for j in train.judgments if j.prompt not in held_prompts],
@@ -66,16 +65,22 @@ SOURCE_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def present_prefixes(data: PreferenceData, prefixes: Sequence[str]) -> list[str]:
+    """The ``prefixes`` that name a source of ``data`` or a source under it (``routerbench`` names
+    ``routerbench/mbpp``)."""
+    return [p for p in prefixes if any(_matches(s, p) for s in data.sources)]
+
+
 def leave_sources_out(data: PreferenceData, prefixes: tuple[str, ...] | list[str]) -> tuple[PreferenceData,
                                                                                              PreferenceData]:
     """:func:`leave_source_out` for several sources at once (a family): every record under any of
     ``prefixes`` is held out, with every training record sharing one of their prompts."""
-    present = [p for p in prefixes if any(source_matches(s, p) for s in data.sources)]
+    present = present_prefixes(data, prefixes)
     if not present:
         raise ValueError(f"none of the sources {list(prefixes)} is in the data; sources are {data.sources}")
-    held_prompts = {j.prompt for j in data.judgments if any(source_matches(j.source, p) for p in present)}
-    held_prompts |= {g.prompt for g in data.golden if any(source_matches(g.source, p) for p in present)}
-    train, held = _partition(data, lambda _prompt, source: any(source_matches(source, p) for p in present))
+    held_prompts = {j.prompt for j in data.judgments if any(_matches(j.source, p) for p in present)}
+    held_prompts |= {g.prompt for g in data.golden if any(_matches(g.source, p) for p in present)}
+    train, held = _partition(data, lambda _prompt, source: any(_matches(source, p) for p in present))
     train = PreferenceData(judgments=[j for j in train.judgments if j.prompt not in held_prompts],
                            golden=[g for g in train.golden if g.prompt not in held_prompts])
     return train, held

@@ -13,6 +13,17 @@ if TYPE_CHECKING:
     from routeray.encoders.base import Embedder
 
 
+def sigmoid(z: Any) -> np.ndarray:
+    """``1 / (1 + e^-z)`` in float64, ``z`` clipped to ±50 so it never overflows."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -50, 50)))
+
+
+def logit(p: Any) -> np.ndarray:
+    """The inverse of :func:`sigmoid` for scores in [0, 1], clipped to [1e-9, 1 − 1e-9] so 0 and 1 stay finite."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1.0 - 1e-9)
+    return np.log(p / (1.0 - p))
+
+
 def goes_strong(scores: Any, threshold: float) -> Any:
     """The decision rule, in one place: a score at or above the threshold goes to the strong model.
     Elementwise on arrays (a bool array), a bool for one score."""

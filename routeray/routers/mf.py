@@ -33,7 +33,7 @@ from routeray.data.models import canonical_model
 from routeray.encoders.base import Embedder
 from routeray.encoders.registry import embedder_for_artifact
 from routeray.errors import ArtifactError, RouterayError
-from routeray.routers.base import EmbeddingRouter
+from routeray.routers.base import EmbeddingRouter, sigmoid
 from routeray.routers.pool import PoolScoring
 from routeray.routers.prompt_features import FeatureInput, ScoreBoost, structure_features
 
@@ -121,9 +121,9 @@ def route_scores(emb: np.ndarray, scorer: tuple[np.ndarray, np.ndarray, str]) ->
     u, c, rule = scorer
     z = np.asarray(emb, dtype=np.float64) @ u + c  # (n, 2)
     if rule == "correctness":
-        p = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        p = sigmoid(z)
         return (1.0 + p[:, 0] - p[:, 1]) / 2.0
-    return 1.0 / (1.0 + np.exp(-np.clip(z[:, 0] - z[:, 1], -50, 50)))
+    return sigmoid(z[:, 0] - z[:, 1])
 
 
 def quality_scorer(tensors: Mapping[str, np.ndarray], columns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +216,7 @@ class MFRouter(PoolScoring, EmbeddingRouter):
 
     def _quality_of(self, emb: np.ndarray, columns: list[int]) -> np.ndarray:
         u, c = quality_scorer(self.artifact.tensors, columns)
-        z = np.asarray(emb, dtype=np.float64) @ u + c
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return sigmoid(np.asarray(emb, dtype=np.float64) @ u + c)
 
     def training_embeddings(self) -> np.ndarray | None:
         """Unit embeddings of the training prompts (kept int8-quantised in the artifact), for decontamination."""

@@ -29,6 +29,7 @@ import numpy as np
 
 from routeray.artifacts import STALE_ON_SAVE
 from routeray.errors import ArtifactError
+from routeray.routers.base import logit, sigmoid
 
 FILE = STALE_ON_SAVE  # "prefilter.npz"; save_artifact removes it when the artifact beside it is replaced
 STATIC_SPEC: dict[str, Any] = {"kind": "static"}
@@ -58,12 +59,11 @@ class Prefilter:
 
     def estimate(self, prompts: Sequence[str]) -> np.ndarray:
         """The estimated scores, in (0, 1)."""
-        z = np.asarray(self.features(prompts) @ self.weights, dtype=np.float64)
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return sigmoid(self.features(prompts) @ self.weights)
 
     def settle(self, estimate: float, threshold: float) -> bool | None:
         margin = self.band * self.residual_sd
-        gap = float(_logit(np.asarray(estimate)) - _logit(np.asarray(threshold)))
+        gap = float(logit(estimate) - logit(threshold))
         if gap >= margin:
             return True
         if gap < -margin:
@@ -111,7 +111,7 @@ class Prefilter:
         raw = _raw_features(emb_model, prompts)
         mean, std = raw.mean(axis=0), raw.std(axis=0) + 1e-6
         mean[-1], std[-1] = 0.0, 1.0  # the intercept column stays 1
-        z, y = (raw - mean) / std, _logit(np.asarray(scores, dtype=np.float64))
+        z, y = (raw - mean) / std, logit(scores)
         order = np.random.default_rng(seed).permutation(len(y))
         cut = int(0.8 * len(y))
         first = _ridge(z[order[:cut]], y[order[:cut]], lam)
@@ -139,11 +139,6 @@ def _raw_features(embedder: Any, prompts: Sequence[str]) -> np.ndarray:
     return np.hstack([embedder.embed(list(prompts)), structure_features(prompts), np.ones((len(prompts), 1))])
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-9, 1.0 - 1e-9)
-    return np.log(p / (1.0 - p))
-
-
 def _ridge(z: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(z.T @ z + lam * np.eye(z.shape[1]), z.T @ y)
 
@@ -168,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                              for i in tqdm(range(0, len(prompts), 256), desc="scoring prompts to distil")])
     pre = Prefilter.fit(scores, prompts, load_artifact(args.artifact).fingerprint, band=args.band)
     print(f"wrote {pre.save(args.artifact)}: residual sd {pre.residual_sd:.4f} against the score logits' sd "
-          f"{_logit(scores).std():.4f} ({len(prompts)} prompts)")
+          f"{logit(scores).std():.4f} ({len(prompts)} prompts)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from routeray.routers.base import logit, sigmoid
+
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\$?\d[\d,]*(?:\.\d+)?%?")
 _MATH = re.compile(r"[=<>^√∑∏∫±≤≥×÷]|\\frac|\\sqrt|\\int|\\sum|\$[^$\n]+\$|\b(?:sin|cos|tan|log|ln|lim)\b")
 _OPERATOR = re.compile(r"\d\s*[-+*/×÷]\s*\d")
@@ -133,9 +135,7 @@ class ScoreBoost:
     def apply(self, scores: np.ndarray, prompts: Sequence[str], features: np.ndarray | None = None) -> np.ndarray:
         """The boosted scores, still in (0, 1) and in the same order wherever the features tie."""
         f = structure_features(prompts) if features is None else features
-        p = np.clip(np.asarray(scores, dtype=np.float64), 1e-9, 1.0 - 1e-9)
-        z = np.log(p / (1.0 - p)) + ((f[:, self._cols] - self.mean) / self.std) @ self._w
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        return sigmoid(logit(scores) + ((f[:, self._cols] - self.mean) / self.std) @ self._w)
 
     def to_artifact(self) -> tuple[dict[str, object], dict[str, np.ndarray]]:
         """Config entries and tensors that :meth:`from_artifact` reads back."""

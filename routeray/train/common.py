@@ -320,7 +320,7 @@ def family_folds(data: PreferenceData, families: str | Sequence[str], strong: st
     """One fold per family of sources held out at once (:data:`routeray.data.SOURCE_FAMILIES`; ``"all"`` for
     every family): a harder test than one source out, since no source of the held-out kind is trained on."""
     from routeray.data import SOURCE_FAMILIES, leave_sources_out
-    from routeray.data.splits import source_matches
+    from routeray.data.splits import present_prefixes
 
     names = list(SOURCE_FAMILIES) if families == "all" else list(families)
     unknown = [n for n in names if n not in SOURCE_FAMILIES]
@@ -329,7 +329,7 @@ def family_folds(data: PreferenceData, families: str | Sequence[str], strong: st
                             f"known: {', '.join(SOURCE_FAMILIES)}")
     folds = []
     for name in names:
-        if not any(source_matches(s, p) for s in data.sources for p in SOURCE_FAMILIES[name]):
+        if not present_prefixes(data, SOURCE_FAMILIES[name]):
             continue  # no source of this family in the data: nothing to hold out
         train, held = leave_sources_out(data, SOURCE_FAMILIES[name])
         sets = golden_eval_sets(held.golden, strong, weak)

@@ -17,7 +17,9 @@ Then, on the GPU machine (repository root; ``carry: [".gpu"]``, ``timeout_s`` 42
 What is timed is each router's real ``score`` (tokenizer on the CPU, encoder on the GPU, result back as
 numpy), batches of distinct prompts, for ``--seconds`` per cell after a warm-up, in float32 (as the code
 ships: the local encoder loads in float32) and float16. ``mf`` is the default artifact on the carried
-MiniLM. ``bert`` is a trained artifact when ``--bert-artifact`` names one; otherwise the same compute (a
+MiniLM, loaded as it ships on CUDA (float16, batches padded to a multiple of 32 tokens: ``gpu_float16``
+in ``routeray/encoders/local.py``); its float32 rows cast that model back, so they are float32 compute on
+the same padded batches. ``bert`` is a trained artifact when ``--bert-artifact`` names one; otherwise the same compute (a
 MiniLM sequence classifier with a per-model head, scored through ``routeray.routers.bert.predict_correctness``,
 the function ``BertRouter`` calls) with a freshly initialised head: its weights do not change its speed. The
 default router is ``mf`` today (README); name another with ``--routers``. Writes JSON (and prints a table):

@@ -103,14 +103,22 @@ class _AsyncCompletions:
 async def _chunks(lines: AsyncIterator[str]) -> AsyncIterator[ChatCompletionChunk]:
     import json
 
-    async for line in lines:
-        payload = line.removeprefix("data: ").strip()
-        if payload == "[DONE]":
-            return
-        data = json.loads(payload)
-        if "error" in data:
-            raise _as_openai_error(APIError(data["error"]["message"], type="upstream_error"))
-        yield ChatCompletionChunk.model_validate(data)
+    try:
+        async for part in lines:  # one or more SSE events ("data: ...\n\n") per part
+            for event in part.split("\n\n"):
+                payload = event.removeprefix("data: ").strip()
+                if not payload:
+                    continue
+                if payload == "[DONE]":
+                    return
+                data = json.loads(payload)
+                if "error" in data:
+                    raise _as_openai_error(APIError(data["error"]["message"], type="upstream_error"))
+                yield ChatCompletionChunk.model_validate(data)
+    finally:  # closes the upstream stream and settles its budget now, on this loop, however the stream ends
+        aclose = getattr(lines, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _next(agen: AsyncIterator[T]) -> T:

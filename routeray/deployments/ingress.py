@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from ray import serve
 
@@ -27,7 +27,7 @@ from routeray.gateway.access import AccessControl
 from routeray.gateway.backends import OpenAIBackend
 from routeray.gateway.batching import ContinuousBatcher
 from routeray.gateway.budgets import budgets_factory
-from routeray.gateway.http import chat_request_openapi, create_api, error_response, read_request
+from routeray.gateway.http import SSEResponse, chat_request_openapi, create_api, error_response, read_request
 from routeray.gateway.overload import LoadShedder
 from routeray.gateway.playground import ExplainRequest, page
 from routeray.gateway.protocol import APIError
@@ -103,7 +103,7 @@ class Gateway:
             if req.stream:
                 lines = await self.service.open_stream(req, decision)
                 self.metrics.requests.labels(kind, "ok").inc()
-                return StreamingResponse(lines, media_type="text/event-stream", headers=decision.headers())
+                return SSEResponse(lines, headers=decision.headers())
             data = await self.service.complete(req, decision)
         except APIError as err:
             status = ("upstream_error" if err.code in ("rate_limited", "cooling_down") or err.status in (502, 504)

@@ -7,11 +7,14 @@ import json
 import logging
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from routeray.gateway.protocol import APIError, ChatCompletionRequest
 from routeray.gateway.request_id import RequestIdMiddleware
@@ -22,6 +25,56 @@ log = logging.getLogger(__name__)
 def error_response(err: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
     """The one place an error becomes an HTTP response (a 429 or 503 carries its ``Retry-After``)."""
     return JSONResponse(err.to_dict(), status_code=err.status, headers={**err.headers(), **(headers or {})})
+
+
+class SSEResponse(StreamingResponse):
+    """A ``text/event-stream`` response whose first part (the stream's head: a token) goes out at once, before
+    anything else is set up. Starlette's StreamingResponse, under a server of ASGI spec < 2.4 (uvicorn says
+    2.3), first starts a task group to watch for the client leaving, which puts the first write a scheduling
+    round later on a busy event loop; here that watcher starts after the first write. The rest streams as
+    Starlette does, and the body iterator is closed however the response ends (so the upstream stream is)."""
+
+    def __init__(self, content: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = self.body_iterator
+        try:
+            await self._send_start_and_head(send)
+            spec = tuple(map(int, scope.get("asgi", {}).get("spec_version", "2.0").split(".")))
+            if spec >= (2, 4):  # the server raises on a write to a gone client
+                try:
+                    await self._send_rest(send)
+                except OSError:
+                    raise ClientDisconnect() from None
+                return
+            async with anyio.create_task_group() as group:
+                async def rest() -> None:
+                    await self._send_rest(send)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(rest)
+                await self.listen_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _send_start_and_head(self, send: Send) -> None:
+        head = await anext(aiter(self.body_iterator), None)
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if head is not None:
+            await send({"type": "http.response.body", "body": _encoded(head), "more_body": True})
+
+    async def _send_rest(self, send: Send) -> None:
+        async for part in self.body_iterator:
+            await send({"type": "http.response.body", "body": _encoded(part), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _encoded(part: str | bytes | memoryview) -> bytes | memoryview:
+    return part.encode("utf-8") if isinstance(part, str) else part
 
 
 def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:

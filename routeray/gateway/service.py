@@ -414,15 +414,21 @@ class RoutingService:
             await self.budgets.settle(decision.reservation, cost)
 
     async def open_stream(self, req: ChatCompletionRequest, decision: Decision) -> AsyncIterator[str]:
-        """Start a streaming answer: returns once the first chunk arrived (so a dead tier can still fall
-        back and a total failure is still an HTTP error); the iterator yields SSE lines to the end."""
+        """Start a streaming answer: returns once the first chunk with output arrived (past any chunk that only
+        opens the answer, such as ``{"role": "assistant", "content": ""}``), so a tier that dies before its
+        first token can still fall back and a total failure is still an HTTP error; the iterator yields SSE
+        lines to the end, the head (every chunk read so far) as one write."""
         body = req.upstream_body(model="")
 
-        async def first(tier: Tier) -> tuple[AsyncGenerator[dict[str, Any], None], dict[str, Any]]:
+        async def first(tier: Tier) -> tuple[AsyncGenerator[dict[str, Any], None], list[dict[str, Any]]]:
             chunks = self.backends[tier].stream(body)
+            head: list[dict[str, Any]] = []
             try:
-                head = await anext(chunks, None)
-                if head is None:
+                async for chunk in chunks:
+                    head.append(chunk)
+                    if not _opens_only(chunk) or len(head) >= MAX_HEAD_CHUNKS:
+                        break
+                if not head:
                     raise BackendError(tier, "stream", "stream ended before its first chunk")
             except BaseException:
                 await chunks.aclose()
@@ -436,17 +442,21 @@ class RoutingService:
             raise
         return self._sse(tier, head, chunks, req, decision)
 
-    async def _sse(self, tier: Tier, first: dict[str, Any], chunks: AsyncGenerator[dict[str, Any], None],
+    async def _sse(self, tier: Tier, head: list[dict[str, Any]], chunks: AsyncGenerator[dict[str, Any], None],
                    req: ChatCompletionRequest, decision: Decision) -> AsyncIterator[str]:
         usage, chars, cost = None, 0, 0.0
+
+        def line(chunk: dict[str, Any]) -> str:
+            nonlocal usage, chars
+            usage = chunk.get("usage") or usage
+            chars += sum(text_chars((c.get("delta") or {}).get("content")) for c in chunk.get("choices") or ()
+                         if isinstance(c, dict) and isinstance(c.get("delta") or {}, dict))
+            return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
+
         try:
-            chunk: dict[str, Any] | None = first
-            while chunk is not None:
-                usage = chunk.get("usage") or usage
-                chars += sum(text_chars((c.get("delta") or {}).get("content")) for c in chunk.get("choices") or ()
-                             if isinstance(c, dict) and isinstance(c.get("delta") or {}, dict))
-                yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
-                chunk = await anext(chunks, None)
+            yield "".join(line(chunk) for chunk in head)
+            async for chunk in chunks:
+                yield line(chunk)
             cost = self._charge(tier, req, usage, chars, decision.key)
             yield "data: [DONE]\n\n"
         except BackendError as exc:
@@ -479,3 +489,21 @@ class RoutingService:
 
 def _prompt_chars(req: ChatCompletionRequest) -> int:
     return sum(len(m.text()) for m in req.messages)
+
+
+MAX_HEAD_CHUNKS = 8  # opening chunks read before the response starts, at most (then it starts anyway)
+
+
+def _opens_only(chunk: dict[str, Any]) -> bool:
+    """True for a stream chunk that only opens the answer (a role, empty content): no token, no finish, no
+    usage. The response starts after the first chunk that is more, so the first write carries a token."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or chunk.get("usage"):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict) or choice.get("finish_reason") is not None:
+            return False
+        if any(value not in (None, "", []) for key, value in delta.items() if key != "role"):
+            return False
+    return True

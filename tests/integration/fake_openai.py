@@ -2,7 +2,8 @@
 
 Modes: ``ok`` (echo answers, streaming or not), ``fail`` (HTTP 500), ``stall`` (never answers),
 ``garbage`` (200 with a body that is not OpenAI JSON), ``reject`` (HTTP 400 like a real API refusing a
-parameter), ``stall_midstream`` (one chunk, then silence), ``garbage_stream`` (a non-JSON SSE chunk),
+parameter), ``stall_midstream`` / ``garbage_stream`` (the opening chunk and the first token, then silence / a non-JSON SSE
+chunk), ``stall_before_content`` / ``garbage_before_content`` (the same right after the opening chunk),
 ``rate_limited`` (HTTP 429 with ``Retry-After: <retry_after>`` when that is set), ``starting`` (HTTP 404 on
 every route, as Serve's proxy answers before the engine's route exists). ``GET /v1/models`` lists the model.
 """
@@ -119,12 +120,19 @@ class FakeOpenAI:
             return f"data: {json.dumps(c)}\n\n"
 
         yield chunk({"role": "assistant", "content": ""})
-        if mode == "stall_midstream":
+        # *_before_content: broken after the opening chunk, before any token (the gateway can still fall
+        # back); stall_midstream / garbage_stream: broken after the first token (too late to fall back)
+        if mode == "stall_before_content":
             await asyncio.sleep(3600)
-        if mode == "garbage_stream":
+        if mode == "garbage_before_content":
             yield "data: {not json\n\n"
             return
-        for word in text.split(" "):
+        for i, word in enumerate(text.split(" ")):
             yield chunk({"content": word + " "})
+            if i == 0 and mode == "stall_midstream":
+                await asyncio.sleep(3600)
+            if i == 0 and mode == "garbage_stream":
+                yield "data: {not json\n\n"
+                return
         yield chunk({}, "stop")
         yield "data: [DONE]\n\n"

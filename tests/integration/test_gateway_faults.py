@@ -194,6 +194,18 @@ def test_upstream_rejection_is_passed_back_not_retried_elsewhere(env: Env) -> No
     assert "max_tokens is too large" in info.value.message
 
 
+@pytest.mark.parametrize("mode", ["stall_before_content", "garbage_before_content"])
+def test_stream_broken_before_its_first_token_falls_back(env: Env, mode: str) -> None:
+    """The response starts with the first token, not with the opening chunk: a strong stream that breaks
+    between the two is not yet the client's, so the weak tier answers the whole stream."""
+    env.strong.mode = mode
+    t0 = time.monotonic()
+    chunks = list(env.client.chat.completions.create(model="strong", messages=MSG, stream=True))
+    assert time.monotonic() - t0 < 15
+    assert {c.model for c in chunks} == {"fake-weak"}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+
+
 @pytest.mark.parametrize("mode", ["stall_midstream", "garbage_stream"])
 def test_broken_stream_ends_with_an_error(env: Env, mode: str) -> None:
     env.strong.mode = mode

@@ -92,3 +92,58 @@ def test_routing_text_is_the_last_user_turn() -> None:
         {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]}]})
     assert req.routing_text() == "second"
     assert req.routing_text("all_user") == "first\n\nsecond"
+
+
+def _run_sse(parts: list[str], spec: str, disconnect_after: int | None = None) -> tuple[list[dict], bool]:
+    """Serve an SSEResponse over plain ASGI; the messages sent, and whether the body iterator was closed by
+    the time the response returned."""
+    from routeray.gateway.http import SSEResponse
+
+    closed = False
+    sent: list[dict] = []
+
+    async def body():
+        nonlocal closed
+        try:
+            for part in parts:
+                yield part
+                await asyncio.sleep(0)
+        finally:
+            closed = True
+
+    async def receive() -> dict:
+        if disconnect_after is None:
+            await asyncio.sleep(3600)
+        while len(sent) < disconnect_after:
+            await asyncio.sleep(0)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if disconnect_after is not None and len(sent) > disconnect_after:
+            await asyncio.sleep(3600)  # a client that left: the rest never gets out
+
+    async def serve() -> bool:
+        scope = {"type": "http", "asgi": {"spec_version": spec}}
+        await asyncio.wait_for(SSEResponse(body(), headers={"x-routeray-tier": "weak"})(scope, receive, send), 5)
+        return closed  # when the response returned, not when asyncio.run finalised leftover generators
+
+    return sent, asyncio.run(serve())
+
+
+@pytest.mark.parametrize("spec", ["2.3", "2.4"])
+def test_sse_response_sends_the_head_then_each_part_then_ends(spec: str) -> None:
+    sent, closed = _run_sse(["data: a\n\ndata: b\n\n", "data: c\n\n", "data: [DONE]\n\n"], spec)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-type"].startswith(b"text/event-stream") and headers[b"x-routeray-tier"] == b"weak"
+    assert [m["body"] for m in sent[1:]] == [b"data: a\n\ndata: b\n\n", b"data: c\n\n", b"data: [DONE]\n\n", b""]
+    assert [m["more_body"] for m in sent[1:]] == [True, True, True, False]
+    assert closed
+
+
+def test_sse_response_stops_reading_when_the_client_leaves() -> None:
+    """Under uvicorn's ASGI 2.3 the client's leaving is only seen on receive(): the stream stops there and
+    the body iterator (the upstream stream) is closed, not read to its end."""
+    sent, closed = _run_sse([f"data: {i}\n\n" for i in range(1000)], "2.3", disconnect_after=3)
+    assert len(sent) < 10 and closed

@@ -492,12 +492,19 @@ def _kill_all(pids: Collection[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _pinned(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that confines a child (and what it starts: Ray's processes, HAProxy) to ``cpus``."""
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
 @contextlib.contextmanager
 def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0, stop_s: float = 10.0,
-          ok_only: bool = False) -> Iterator[int]:
+          ok_only: bool = False, cpus: set[int] | None = None) -> Iterator[int]:
     """Run ``overhead.py <args>`` as a child process until the block ends, then SIGTERM, ``stop_s`` to exit,
-    then SIGKILL to it and to whatever it had started that is still there; yields its pid."""
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL, start_new_session=True)
+    then SIGKILL to it and to whatever it had started that is still there; yields its pid. ``cpus``: the
+    cores it and its descendants may run on (None: any)."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_pinned(cpus))
     tree: set[int] = set()
     try:
         _wait_http(ready_url, proc, timeout, what, ok_only)
@@ -582,7 +589,8 @@ def load_step(url: str, model: str, rate: float, duration: float, args: argparse
            "--duration", f"{duration:g}", "--timeout", f"{args.timeout:g}", "--mix", args.mix,
            "--data-dir", str(args.data_dir), "--stream-share", f"{stream_share:g}", "--max-tokens", "16",
            "--seed", str(args.seed), "--json", "-"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + args.timeout + 60)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + args.timeout + 60,
+                          preexec_fn=_pinned(pin_sets(args)[1]))
     if done.returncode != 0:
         raise SystemExit(f"load run against {url} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
@@ -686,6 +694,27 @@ def _peer_cpu(pids: dict[str, int]) -> Callable[[], dict[str, float]]:
     return lambda: {name: sum(cpu_by_process(pid).values()) for name, pid in pids.items()}
 
 
+def pin_sets(args: argparse.Namespace) -> tuple[set[int] | None, set[int] | None]:
+    """``--pin SERVER:CLIENT`` (e.g. ``0:1`` or ``0-2:3``) as (the targets' cores, the load generator's and the
+    loopback backend's cores); (None, None) without it."""
+    spec = getattr(args, "pin", None)
+    if not spec:
+        return None, None
+
+    def cores(part: str) -> set[int]:
+        out: set[int] = set()
+        for item in part.split(","):
+            lo, _, hi = item.partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+        return out
+
+    try:
+        server, client = spec.split(":")
+        return cores(server), cores(client)
+    except ValueError:
+        raise SystemExit(f"--pin takes SERVER:CLIENT core lists such as 0:1 or 0-2:3, not {spec!r}") from None
+
+
 def compare_main(args: argparse.Namespace) -> int:
     from routeray.deployments.cli import free_port
 
@@ -705,15 +734,16 @@ def compare_main(args: argparse.Namespace) -> int:
     # Ray runs its workers at nice 15; the other targets run at 0. Equal footing on a shared machine:
     os.environ.setdefault("RAY_worker_niceness", "0")
     peer_versions = None
+    server_cpus, client_cpus = pin_sets(args)
     with contextlib.ExitStack() as stack:
         be_pid = stack.enter_context(child(["backend", "--port", str(be_port)], f"http://127.0.0.1:{be_port}/",
-                                           "backend"))
+                                           "backend", cpus=client_cpus))
         urls = {"direct": f"http://127.0.0.1:{be_port}"}
         cpu: dict[str, Callable[[], dict[str, float]]] = {"direct": lambda: cpu_by_process(be_pid)}
         for g, cfg in cfgs.items():
             url = f"http://127.0.0.1:{cfg['http_port']}"
             pid = stack.enter_context(child(["gateway", "--config", json.dumps(cfg)], f"{url}/health", g,
-                                            timeout=600, stop_s=90, ok_only=True))
+                                            timeout=600, stop_s=90, ok_only=True, cpus=server_cpus))
             # Ray's processes (GCS, raylet, controller, replicas, HAProxy) all descend from that driver
             urls[g], cpu[g] = url, (lambda p=pid: cpu_by_process(p))
         if "one_process" in wanted:
@@ -721,7 +751,8 @@ def compare_main(args: argparse.Namespace) -> int:
             pid = stack.enter_context(child(["one-process", "--port", str(port), "--router", args.router,
                                              "--upstream", backend_url,
                                              *(["--artifact", args.artifact] if args.artifact else [])],
-                                            f"http://127.0.0.1:{port}/health", "one-process server"))
+                                            f"http://127.0.0.1:{port}/health", "one-process server",
+                                            cpus=server_cpus))
             urls["one_process"], cpu["one_process"] = f"http://127.0.0.1:{port}", (lambda p=pid: cpu_by_process(p))
         if "routellm" in wanted:
             info = stack.enter_context(routellm_peer.peer(backend_url, args.router, free_port(), free_port(),
@@ -743,7 +774,9 @@ def compare_main(args: argparse.Namespace) -> int:
                             for g, c in cfgs.items()},
         "serve_env": {k: v for k, v in os.environ.items() if k.startswith(("RAY_SERVE_", "RAY_worker"))},
         "versions": versions(peer_versions),
-        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                    "pinned": None if server_cpus is None else {"targets": sorted(server_cpus),
+                                                                "client_and_backend": sorted(client_cpus or ())}},
         "saturation": report.saturation(rows, targets), "non_streaming": rows, "streaming": stream_rows,
     }
     peers = [t for t in ("routellm", "one_process") if t in targets]
@@ -767,6 +800,9 @@ def main(argv: list[str] | None = None) -> int:
     cmp_.add_argument("--router", default="mf", help="router every target uses (mf; random)")
     cmp_.add_argument("--artifact", help="router artifact directory (default: the router's default artifact)")
     cmp_.add_argument("--threshold", type=float, default=0.5)
+    cmp_.add_argument("--pin", help="SERVER:CLIENT core lists (e.g. 0:1): the targets on the first cores, the "
+                                    "load generator and the loopback backend on the others, so past saturation "
+                                    "they do not take the targets' CPU (RouteLLM's peer is not pinned)")
     cmp_.add_argument("--rates", default="10,50,100,200,400,800", help="offered loads, req/s")
     cmp_.add_argument("--stream-rates", default="100", help="offered loads of the streaming (TTFT) sweep; '' skips")
     cmp_.add_argument("--duration", type=float, default=10.0, help="seconds of load per step")

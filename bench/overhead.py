@@ -499,12 +499,12 @@ def _pinned(cpus: set[int] | None) -> Callable[[], None] | None:
 
 @contextlib.contextmanager
 def child(args: list[str], ready_url: str, what: str, timeout: float = 120.0, stop_s: float = 10.0,
-          ok_only: bool = False, cpus: set[int] | None = None) -> Iterator[int]:
+          ok_only: bool = False, cpus: set[int] | None = None, env: dict[str, str] | None = None) -> Iterator[int]:
     """Run ``overhead.py <args>`` as a child process until the block ends, then SIGTERM, ``stop_s`` to exit,
     then SIGKILL to it and to whatever it had started that is still there; yields its pid. ``cpus``: the
-    cores it and its descendants may run on (None: any)."""
+    cores it and its descendants may run on (None: any); ``env``: variables added to its environment."""
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=_pinned(cpus))
+                            preexec_fn=_pinned(cpus), env={**os.environ, **(env or {})})
     tree: set[int] = set()
     try:
         _wait_http(ready_url, proc, timeout, what, ok_only)
@@ -729,6 +729,8 @@ def compare_main(args: argparse.Namespace) -> int:
     model = f"router-{args.router}-{args.threshold:g}"
     labels = {"direct": "direct", "one_process": "one-process design",
               "routellm": f"RouteLLM {args.router} server", **{g: g for g in gateways}}
+    # "_env" in a --gateway's JSON: environment variables for that gateway's processes (Ray's, HAProxy's settings)
+    envs = {g: {k: str(v) for k, v in over.pop("_env", {}).items()} for g, over in gateways.items()}
     cfgs = {g: gateway_config(args.router, args.artifact, backend_url, free_port(), over) for g, over in gateways.items()}
     load_before = os.getloadavg()
     # Ray runs its workers at nice 15; the other targets run at 0. Equal footing on a shared machine:
@@ -743,7 +745,8 @@ def compare_main(args: argparse.Namespace) -> int:
         for g, cfg in cfgs.items():
             url = f"http://127.0.0.1:{cfg['http_port']}"
             pid = stack.enter_context(child(["gateway", "--config", json.dumps(cfg)], f"{url}/health", g,
-                                            timeout=600, stop_s=90, ok_only=True, cpus=server_cpus))
+                                            timeout=600, stop_s=90, ok_only=True, cpus=server_cpus,
+                                            env=envs[g]))
             # Ray's processes (GCS, raylet, controller, replicas, HAProxy) all descend from that driver
             urls[g], cpu[g] = url, (lambda p=pid: cpu_by_process(p))
         if "one_process" in wanted:
@@ -773,6 +776,7 @@ def compare_main(args: argparse.Namespace) -> int:
         "gateway_configs": {g: {k: v for k, v in c.items() if k not in ("strong", "weak", "http_port")}
                             for g, c in cfgs.items()},
         "serve_env": {k: v for k, v in os.environ.items() if k.startswith(("RAY_SERVE_", "RAY_worker"))},
+        "gateway_env": {g: e for g, e in envs.items() if e},
         "versions": versions(peer_versions),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                     "pinned": None if server_cpus is None else {"targets": sorted(server_cpus),
@@ -811,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="direct (always runs), routeray (every --gateway), one_process, routellm")
     cmp_.add_argument("--gateway", action="append", metavar="NAME=JSON",
                       help="a routeray gateway to load: a partial Config merged over the shipped defaults "
-                           "(repeat for several; default: default={})")
+                           "(repeat for several; default: default={}); a key \"_env\" there holds environment "
+                           "variables for that gateway's processes, e.g. Ray's HAProxy settings")
     cmp_.add_argument("--after-collapse", type=int, default=1,
                       help="higher rates offered to a peer after it collapsed (routeray gateways get every rate)")
     cmp_.add_argument("--out", default=str(RESULTS / "overhead.json"), help="JSON path; the PNG goes beside it")

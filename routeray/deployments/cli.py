@@ -96,15 +96,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+HAPROXY_HEALTH_CHECK_FALL = "10"  # failed checks before HAProxy marks a replica down (Ray's default: 2)
+
+
 def haproxy_env() -> dict[str, str]:
     """Ray 2.60 environment for ``http_proxy: haproxy``: HAProxy on the HTTP port, ingress replicas serving
     HTTP themselves (no Python proxy, no proxy -> replica call, no body pulled back from the proxy), user code
     on the replica's main loop, gRPC between deployments. The short drain suits a local run (nothing in front
     to deregister from); HAProxy's stats, metrics and fallback-proxy ports are free ones, so several gateways
-    can share a machine."""
+    can share a machine. HAProxy marks a replica down after 10 failed health checks, not Ray's 2: a saturated
+    replica answers its checks late, and once marked down its traffic goes to Ray's Python proxy (HAProxy's
+    backup server), which costs more CPU per request on the same cores; past saturation that halved answers/s
+    (``bench/results/overhead_pinned_hc.json``; Ray's controller still removes replicas that die)."""
     return {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_HEALTH_CHECK_FALL": HAPROXY_HEALTH_CHECK_FALL,
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
         **{name: str(free_port()) for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
                                                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",

@@ -72,8 +72,8 @@ class LocalEmbedder(Embedder):
         """``runtime``: ``auto`` (ONNX Runtime on CPU when installed, else torch), ``torch`` or ``onnx``;
         ``threads``: ONNX Runtime's threads per call (torch keeps its own setting); ``gpu_float16``: on a
         CUDA device, run the encoder in float16 and pad each batch to a multiple of 32 tokens (few distinct
-        shapes: float16 kernels are slow on a new shape). On an H200 that scored 1.5x the prompts/s of
-        float32 at batch 256 and 6x at batch 1 (bench/results/gpu_scorer_breakdown.json)."""
+        shapes: float16 kernels are slow on a new shape). On H200s that scored 1.36-1.48x the prompts/s of
+        float32 at batch 64; unpadded float16 had been 6x slower than padded at batch 1 (docs/scale.md)."""
         if quantize not in QUANTIZE_MODES:
             raise RouterayError(f"unknown quantize mode {quantize!r} (known: {', '.join(QUANTIZE_MODES[1:])})")
         if runtime not in RUNTIMES:

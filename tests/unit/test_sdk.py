@@ -4,12 +4,14 @@ the gateway's own RoutingService. Backends are loopback OpenAI-protocol servers 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from routeray.gateway.protocol import ChatCompletionRequest
 from routeray.sdk import AsyncRouter, Router
 from tests.integration.fake_openai import FakeOpenAI
 
@@ -173,3 +175,39 @@ def test_the_rerouting_guard_keeps_a_found_gadget_on_the_weak_model(servers: tup
         assert plain.chat.completions.create(model=model, messages=[{"role": "user", "content": question}]).model == "small"
         assert plain.chat.completions.create(model=model, messages=attacked).model == "big"
         assert guarded.chat.completions.create(model=model, messages=attacked).model == "small"
+
+
+# ---- a stream's head (routeray.gateway.service: the response starts with the first chunk carrying output) ----
+def test_a_stream_s_first_write_holds_the_opening_chunk_and_the_first_token(client: Router) -> None:
+    async def parts() -> list[str]:
+        service = client._async._service()  # this event loop's routing service
+        req = ChatCompletionRequest.model_validate(
+            {"model": "weak", "stream": True, "messages": [{"role": "user", "content": "one two three"}]})
+        decision = await service.decide(req, 0.0)
+        return [part async for part in await service.open_stream(req, decision)]
+
+    out = asyncio.run(parts())
+    head = [json.loads(e.removeprefix("data: ")) for e in out[0].split("\n\n") if e]
+    assert [c["choices"][0]["delta"] for c in head] == [{"role": "assistant", "content": ""},
+                                                        {"content": head[1]["choices"][0]["delta"]["content"]}]
+    assert head[1]["choices"][0]["delta"]["content"].strip() and head[1]["model"] == "small"
+    assert out[-1] == "data: [DONE]\n\n" and len(out) > 3  # the rest, one part per chunk
+
+
+@pytest.mark.parametrize("mode", ["garbage_before_content", "stall_before_content"])
+def test_a_stream_broken_before_its_first_token_falls_back(client: Router, servers: tuple, mode: str) -> None:
+    servers[0].mode = mode
+    chunks = list(client.chat.completions.create(model="strong", stream=True,
+                                                 messages=MSG))
+    assert {c.model for c in chunks} == {"small"}
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+
+
+def test_a_stream_broken_after_its_first_token_ends_with_an_error(client: Router, servers: tuple) -> None:
+    servers[0].mode = "garbage_stream"
+    seen = []
+    with pytest.raises(openai.APIError):
+        for c in client.chat.completions.create(model="strong", stream=True,
+                                                messages=MSG):
+            seen.append(c)
+    assert {c.model for c in seen} == {"big"} and any(c.choices[0].delta.content for c in seen)

@@ -52,7 +52,7 @@ models-mpnet: $(STAMP)
 	$(BIN)/python -m routeray.local_models --mpnet
 
 test: install models
-	$(BIN)/python -m pytest -q
+	PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not integration"

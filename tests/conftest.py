@@ -19,3 +19,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"../shared/data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test that leaves Ray running in this process fails the run: Ray's exit-time shutdown, with torch,
+    ONNX Runtime and vLLM loaded, has crashed the interpreter after every test had passed. Shut it down here
+    and say which it was not."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+        print("\nA test left Ray running in the test process (shut down now); stop it where it was started.",
+              file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

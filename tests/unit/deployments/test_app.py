@@ -48,7 +48,14 @@ def test_serve_config_and_embedded_profile_fit_serves_schema() -> None:
     # the engine `routeray serve` deploys serves exactly the model the weak tier asks for
     assert EngineConfig.model_validate(apps[0]["args"]).model_id == Config().resolved().weak.upstream_model
     engine_args = yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]["args"]
-    assert build_engine_app({**engine_args, "model_source": "/models/any"}) is not None
+    # ray.serve.llm reads ray.get_runtime_context() while building, which starts a local Ray: stop it here
+    # (a Ray left running in the test process until exit has crashed the interpreter's shutdown)
+    try:
+        assert build_engine_app({**engine_args, "model_source": "/models/any"}) is not None
+    finally:
+        import ray
+
+        ray.shutdown()
     with pytest.raises(ValueError, match="model_id"):
         build_engine_app({"accelerator": "cpu"})
 

@@ -4,13 +4,19 @@ QUALITY.md's hint: what small open models fail is what a weak model tends to fai
 sits on *medium-hard* prompts. `mf` already predicts every training model's correctness, including RouterDC's
 seven 7-8B models (their pass rates on GSM8K-train and ARC are a training source), so the signal costs nothing
 at serving time: one more matrix product on the embedding `mf` computes anyway. This probe adds, to the shipped
-routing score's logit (the route boost included), ``beta x standardised feature`` for features of those seven
-heads' predictions p_1..p_7 (m = their mean), beta from -0.5 to 1.0:
+routing score's logit (the route boost included), ``beta x feature / its spread`` for four features of those
+seven heads' predictions p_1..p_7 (m = their mean; beta from -0.5 to 1.0) and for a solution-length estimate
+(beta from 0.1 to 4.0):
 
 - ``medium``: m (1 - m), largest where the small models are split or unsure (QUALITY.md's medium-hard);
 - ``fail``: 1 - m, the small models' predicted failure (monotone difficulty);
 - ``spread``: the standard deviation of p_1..p_7 (the small models disagree);
-- ``centre``: -|m - 0.5|, medium-hard without the variance's curvature.
+- ``centre``: -|m - 0.5|, medium-hard without the variance's curvature;
+- ``steps``: the predicted length of a worked solution, log(1 + lines before "####" in GSM8K's reference
+  answers): a ridge regression from `mf`'s input row (embedding and structure features) fitted on the unlabeled
+  GSM8K train split (``unlabeled/gsm8k_train.jsonl``, no model labels), leaving out every question within cosine
+  0.95 of a prompt this probe evaluates (the RouterDC GSM8K-train fold included); ridge's lambda by 5-fold CV;
+- ``steps_gated``: the same, only on prompts with numbers and neither answer options nor code (word problems).
 
 The fits are out of fold: for each of the 12 source folds and the 4 family folds `routeray train mf` runs on the
 rest with the default recipe and the shipped boost (no selection grid), and the held-out golden sets are scored
@@ -25,6 +31,7 @@ The eval sample is scored with the shipped artifact and printed for information 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import pickle
@@ -51,8 +58,10 @@ from routeray.train.cli import get_trainer  # noqa: E402
 from routeray.train.common import cached_embedder, golden_eval_sets  # noqa: E402
 
 DEFAULT_ARTIFACT = REPO / "routeray" / "default_artifacts" / "mf"
-FEATURES = ("medium", "fail", "spread", "centre")
+FEATURES = ("medium", "fail", "spread", "centre", "steps", "steps_gated")
+SMALL_HEAD_FEATURES = FEATURES[:4]
 BETAS = (-0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0)
+STEPS_BETAS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def heads(router: Any, prompts: list[str], models: list[str]) -> np.ndarray:
@@ -61,13 +70,66 @@ def heads(router: Any, prompts: list[str], models: list[str]) -> np.ndarray:
     return router._quality(list(prompts), [router.models.index(m) for m in known])
 
 
-def feature(kind: str, p: np.ndarray) -> np.ndarray:
+def small_head_feature(kind: str, p: np.ndarray) -> np.ndarray:
     m = p.mean(axis=1)
     return {"medium": m * (1 - m), "fail": 1 - m, "spread": p.std(axis=1), "centre": -np.abs(m - 0.5)}[kind]
 
 
-def scored(router: Any, prompts: list[str], small: list[str]) -> dict[str, np.ndarray]:
-    return {"score": np.asarray(router.score(list(prompts))), "small": heads(router, prompts, small)}
+def word_problems(prompts: list[str]) -> np.ndarray:
+    """1 for a prompt with numbers and neither answer options nor code, else 0."""
+    from routeray.routers.prompt_features import STRUCTURE_FEATURES, structure_features
+
+    f = structure_features(prompts)
+    col = STRUCTURE_FEATURES.index
+    return ((f[:, col("log_numbers")] > 0) & (f[:, col("options")] == 0) & (f[:, col("log_code")] == 0)).astype(float)
+
+
+def add_features(row: dict[str, Any], steps: Any) -> None:
+    row["feature"] = {k: small_head_feature(k, row["small"]) for k in SMALL_HEAD_FEATURES}
+    row["feature"]["steps"] = steps(row["prompts"])
+    row["gate"] = word_problems(row["prompts"])
+
+
+def scored(router: Any, prompts: list[str], small: list[str]) -> dict[str, Any]:
+    return {"prompts": list(prompts), "score": np.asarray(router.score(list(prompts))),
+            "small": heads(router, prompts, small)}
+
+
+def solution_length_model(data_dir: Path, embedder: Any, evaluated: list[str]) -> Any:
+    """A predictor of log(1 + worked-solution lines) fitted on GSM8K train (near-copies of ``evaluated`` out)."""
+    from routeray.routers.prompt_features import structure_features
+
+    rows = [json.loads(line) for line in (data_dir / "unlabeled" / "gsm8k_train.jsonl").open(encoding="utf-8")]
+    questions = [r["question"] for r in rows]
+    y = np.log1p([r["answer"].split("####")[0].strip().count("\n") + 1 for r in rows])
+    e_q, e_eval = embedder.embed(questions), embedder.embed(evaluated)
+    max_cos = np.full(len(questions), -1.0)
+    for start in range(0, len(evaluated), 4096):
+        max_cos = np.maximum(max_cos, (e_q @ e_eval[start:start + 4096].T).max(axis=1))
+    keep = max_cos < 0.95
+    f = structure_features(questions)
+    mu, sd = f.mean(axis=0), f.std(axis=0) + 1e-9
+
+    def rows_of(prompts: list[str], e: np.ndarray | None = None) -> np.ndarray:
+        e = embedder.embed(prompts) if e is None else e
+        return np.hstack([e, (structure_features(prompts) - mu) / sd, np.ones((len(prompts), 1))])
+
+    x, y = rows_of(questions, e_q)[keep], y[keep]
+    folds = np.random.default_rng(0).integers(0, 5, len(y))
+
+    def ridge(a: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
+        return np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ b)
+
+    def cv_r2(lam: float) -> float:
+        err = [np.mean((x[folds == k] @ ridge(x[folds != k], y[folds != k], lam) - y[folds == k]) ** 2) for k in range(5)]
+        return float(1 - np.mean(err) / y.var())
+
+    r2 = {lam: cv_r2(lam) for lam in (1.0, 3.0, 10.0, 30.0)}
+    lam = max(r2, key=r2.__getitem__)
+    w = ridge(x, y, lam)
+    print(f"solution-length model: {int(keep.sum())} of {len(questions)} GSM8K train questions, lambda {lam:g}, "
+          f"cv R2 {r2[lam]:.3f}", flush=True)
+    return lambda prompts: rows_of(list(prompts)) @ w
 
 
 def out_of_fold(data: Any, small: list[str], work: Path) -> list[dict[str, Any]]:
@@ -113,17 +175,36 @@ def main() -> int:
         bench = load_benchmark(b, Path(args.data_dir) / "eval_sample")
         evals[b] = {"sq": np.asarray(bench.strong_quality), "wq": np.asarray(bench.weak_quality),
                     **scored(shipped, list(bench.prompts), small)}
+    evaluated = sorted({p for r in rows for p in r["prompts"]} | {p for e in evals.values() for p in e["prompts"]})
+    steps = solution_length_model(Path(args.data_dir), cached_embedder(load_artifact(DEFAULT_ARTIFACT).embedder),
+                                  evaluated)
+    for r in [*rows, *evals.values()]:
+        add_features(r, steps)
     source_rows = [r for r in rows if not r["holdout"].startswith("family:")]
-    scale = {k: float(np.concatenate([feature(k, r["small"]) for r in source_rows]).std()) or 1.0 for k in FEATURES}
+    pooled = {k: np.concatenate([r["feature"][k] for r in source_rows]) for k in FEATURES[:-1]}
+    centre = {k: float(v.mean()) for k, v in pooled.items()}
+    scale = {k: float(v.std()) or 1.0 for k, v in pooled.items()}
+
+    def term(r: dict[str, Any], kind: str) -> np.ndarray:
+        if kind == "steps_gated":  # centred, so a gated prompt moves up or down against the ungated ones
+            return r["gate"] * (r["feature"]["steps"] - centre["steps"]) / scale["steps"]
+        return r["feature"][kind] / scale[kind]
 
     def apgr_of(r: dict[str, Any], kind: str | None, beta: float) -> float:
         s = logit(r["score"])
         if kind is not None:
-            s = s + beta * feature(kind, r["small"]) / scale[kind]
+            s = s + beta * term(r, kind)
         return float(apgr(s, r["sq"], r["wq"]))
 
     variants: list[dict[str, Any]] = []
-    for kind, betas in [(None, (0.0,)), *[(k, BETAS) for k in FEATURES]]:
+    alone = {f"{r['holdout']}|{r['group']}": round(float(apgr(r["feature"]["steps"], r["sq"], r["wq"])), 4)
+             for r in rows}
+    alone_eval = {b: round(float(apgr(e["feature"]["steps"], e["sq"], e["wq"])), 4) for b, e in evals.items()}
+    print(f"predicted solution length alone: 12 sources "
+          f"{np.mean([a for k, a in alone.items() if not k.startswith('family:')]):.4f}, 7 family sets "
+          f"{np.mean([a for k, a in alone.items() if k.startswith('family:')]):.4f} | eval sample "
+          + " ".join(f"{b} {a:.3f}" for b, a in alone_eval.items()), flush=True)
+    for kind, betas in [(None, (0.0,)), *[(k, STEPS_BETAS if k.startswith("steps") else BETAS) for k in FEATURES]]:
         for beta in betas:
             src = [apgr_of(r, kind, beta) for r in source_rows]
             fam = [apgr_of(r, kind, beta) for r in rows if r["holdout"].startswith("family:")]
@@ -136,6 +217,7 @@ def main() -> int:
                   f"{v['family_mean']:.4f}  all 19 {v['all_mean']:.4f}  | eval sample (information only) "
                   + " ".join(f"{b} {a:.3f}" for b, a in v["eval_sample"].items()), flush=True)
     write_result(args.output, {"small_models": small, "feature_scale": scale, "variants": variants,
+                               "solution_length_alone": {"sets": alone, "eval_sample": alone_eval},
                                "command": " ".join(sys.argv)}, load_before=load_before)
     return 0
 

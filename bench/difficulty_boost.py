@@ -42,20 +42,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import decontaminate, expand_holdouts  # bench/ is on the path when a script runs
+from quality import heldout_folds, shipped_mf_recipe  # bench/ is on the path when a script runs
 from result_file import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from routeray.artifacts import load_artifact  # noqa: E402
-from routeray.data import leave_sources_out, load_data_dir  # noqa: E402
+from routeray.data import load_data_dir  # noqa: E402
 from routeray.evaluate.benchmarks import load_benchmark  # noqa: E402
 from routeray.evaluate.metrics import apgr  # noqa: E402
 from routeray.routers.base import logit  # noqa: E402
 from routeray.routers.registry import load_router  # noqa: E402
 from routeray.train.cli import get_trainer  # noqa: E402
-from routeray.train.common import cached_embedder, golden_eval_sets  # noqa: E402
+from routeray.train.common import cached_embedder  # noqa: E402
 
 DEFAULT_ARTIFACT = REPO / "routeray" / "default_artifacts" / "mf"
 FEATURES = ("medium", "fail", "spread", "centre", "steps", "steps_gated")
@@ -136,18 +136,13 @@ def out_of_fold(data: Any, small: list[str], work: Path) -> list[dict[str, Any]]
     cache = work / "folds.pkl"
     if cache.exists():
         return pickle.loads(cache.read_bytes())
-    artifact_cfg = load_artifact(DEFAULT_ARTIFACT).config
-    config = {"grid": {}, "selection_holdouts": [], "selection_families": [],
-              "route_boost": artifact_cfg.get("route_boost") or {}}
     rows: list[dict[str, Any]] = []
-    for label, prefixes in expand_holdouts(data, ["auto", "family:all"]):
+    for label, train, sets, dropped in heldout_folds(data, ["auto", "family:all"]):
         t0 = time.time()
-        train, held = leave_sources_out(data, prefixes)
-        held, dropped = decontaminate(train, held)
         with tempfile.TemporaryDirectory() as tmp:
-            get_trainer("mf")(train, Path(tmp), seed=0, config=config, progress=False)
+            get_trainer("mf")(train, Path(tmp), seed=0, config=shipped_mf_recipe(), progress=False)
             spec = load_artifact(tmp).embedder
-            for es in golden_eval_sets(held.golden):
+            for es in sets:
                 r = load_router("mf", tmp, strong_model=es.strong, weak_model=es.weak, embedder=cached_embedder(spec))
                 rows.append({"holdout": label, "group": es.group, "n": len(es.prompts), "sq": es.strong_q,
                              "wq": es.weak_q, **scored(r, list(es.prompts), small)})

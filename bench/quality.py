@@ -25,7 +25,9 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from result_file import write_result  # bench/ is on the path when a script runs
@@ -38,6 +40,7 @@ from routeray.data.schema import PreferenceData  # noqa: E402
 from routeray.routers.registry import load_router  # noqa: E402
 from routeray.train.cli import get_trainer  # noqa: E402
 from routeray.train.common import (  # noqa: E402
+    EvalSet,
     embed_texts,
     evaluate_router_dir,
     evaluate_sets,
@@ -79,6 +82,24 @@ def expand_holdouts(data: PreferenceData, names: list[str]) -> list[tuple[str, t
         else:
             out.append((name, (name,)))
     return out
+
+
+def heldout_folds(data: PreferenceData, names: list[str]) -> Iterator[tuple[str, PreferenceData, list[EvalSet], int]]:
+    """Per holdout name: its label, the training data without it, its golden eval sets (near-copies of a training
+    prompt dropped) and how many prompts were dropped."""
+    for label, prefixes in expand_holdouts(data, names):
+        train, held = leave_sources_out(data, prefixes)
+        held, dropped = decontaminate(train, held)
+        yield label, train, golden_eval_sets(held.golden), dropped
+
+
+def shipped_mf_recipe() -> dict[str, Any]:
+    """`routeray train mf` settings for the default artifact's recipe without selection: no grid, no selection
+    folds, the shipped artifact's route boost."""
+    from routeray.artifacts import load_artifact
+
+    boost = load_artifact(REPO / "routeray" / "default_artifacts" / "mf").config.get("route_boost") or {}
+    return {"grid": {}, "selection_holdouts": [], "selection_families": [], "route_boost": boost}
 
 
 def evaluate(label: str, train_data: PreferenceData, heldout: PreferenceData, config: dict, args: argparse.Namespace,

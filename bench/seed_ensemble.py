@@ -21,21 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import decontaminate, expand_holdouts  # bench/ is on the path when a script runs
+from quality import heldout_folds, shipped_mf_recipe  # bench/ is on the path when a script runs
 from result_file import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from routeray.artifacts import load_artifact  # noqa: E402
-from routeray.data import leave_sources_out, load_data_dir  # noqa: E402
+from routeray.data import load_data_dir  # noqa: E402
 from routeray.evaluate.metrics import apgr  # noqa: E402
 from routeray.routers.base import sigmoid  # noqa: E402
 from routeray.routers.registry import load_router  # noqa: E402
 from routeray.train.cli import get_trainer  # noqa: E402
-from routeray.train.common import cached_embedder, golden_eval_sets  # noqa: E402
-
-DEFAULT_ARTIFACT = REPO / "routeray" / "default_artifacts" / "mf"
+from routeray.train.common import cached_embedder  # noqa: E402
 
 
 def pair_logits(router: Any, prompts: list[str]) -> np.ndarray:
@@ -58,14 +56,10 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     load_before = os.getloadavg()[0]
     data = load_data_dir(args.data_dir)
-    config = {"grid": {}, "selection_holdouts": [], "selection_families": [],
-              "route_boost": load_artifact(DEFAULT_ARTIFACT).config.get("route_boost") or {}}
+    config = shipped_mf_recipe()
     rows: list[dict[str, Any]] = []
-    for label, prefixes in expand_holdouts(data, ["auto", "family:all"]):
+    for label, train, sets, _ in heldout_folds(data, ["auto", "family:all"]):
         t0 = time.time()
-        train, held = leave_sources_out(data, prefixes)
-        held, _ = decontaminate(train, held)
-        sets = golden_eval_sets(held.golden)
         fold = [{"holdout": label, "group": es.group, "sq": es.strong_q, "wq": es.weak_q, "prompts": list(es.prompts),
                  "z": []} for es in sets]
         for seed in range(args.seeds):

@@ -42,7 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import heldout_folds, shipped_mf_recipe  # bench/ is on the path when a script runs
+from quality import (  # bench/ is on the path when a script runs
+    CONTAMINATION_COS,
+    DEFAULT_MF_ARTIFACT,
+    heldout_folds,
+    max_cosine,
+    shipped_mf_recipe,
+)
 from result_file import write_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +63,6 @@ from routeray.routers.registry import load_router  # noqa: E402
 from routeray.train.cli import get_trainer  # noqa: E402
 from routeray.train.common import cached_embedder  # noqa: E402
 
-DEFAULT_ARTIFACT = REPO / "routeray" / "default_artifacts" / "mf"
 FEATURES = ("medium", "fail", "spread", "centre", "steps", "steps_gated")
 SMALL_HEAD_FEATURES = FEATURES[:4]
 BETAS = (-0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0)
@@ -102,11 +107,8 @@ def solution_length_model(data_dir: Path, embedder: Any, evaluated: list[str]) -
     rows = [json.loads(line) for line in (data_dir / "unlabeled" / "gsm8k_train.jsonl").open(encoding="utf-8")]
     questions = [r["question"] for r in rows]
     y = np.log1p([r["answer"].split("####")[0].strip().count("\n") + 1 for r in rows])
-    e_q, e_eval = embedder.embed(questions), embedder.embed(evaluated)
-    max_cos = np.full(len(questions), -1.0)
-    for start in range(0, len(evaluated), 4096):
-        max_cos = np.maximum(max_cos, (e_q @ e_eval[start:start + 4096].T).max(axis=1))
-    keep = max_cos < 0.95
+    e_q = embedder.embed(questions)
+    keep = max_cosine(e_q, embedder.embed(evaluated)) < CONTAMINATION_COS
     f = structure_features(questions)
     mu, sd = f.mean(axis=0), f.std(axis=0) + 1e-9
 
@@ -137,10 +139,11 @@ def out_of_fold(data: Any, small: list[str], work: Path) -> list[dict[str, Any]]
     if cache.exists():
         return pickle.loads(cache.read_bytes())
     rows: list[dict[str, Any]] = []
+    recipe = shipped_mf_recipe()
     for label, train, sets, dropped in heldout_folds(data, ["auto", "family:all"]):
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
-            get_trainer("mf")(train, Path(tmp), seed=0, config=shipped_mf_recipe(), progress=False)
+            get_trainer("mf")(train, Path(tmp), seed=0, config=recipe, progress=False)
             spec = load_artifact(tmp).embedder
             for es in sets:
                 r = load_router("mf", tmp, strong_model=es.strong, weak_model=es.weak, embedder=cached_embedder(spec))
@@ -164,14 +167,14 @@ def main() -> int:
     data = load_data_dir(args.data_dir)
     small = sorted({g.model for g in data.golden if g.source.startswith("routerdc/")})
     rows = out_of_fold(data, small, Path(args.work))
-    shipped = load_router("mf", DEFAULT_ARTIFACT)
+    shipped = load_router("mf", DEFAULT_MF_ARTIFACT)
     evals = {}
     for b in ("mmlu", "gsm8k", "mt-bench"):
         bench = load_benchmark(b, Path(args.data_dir) / "eval_sample")
         evals[b] = {"sq": np.asarray(bench.strong_quality), "wq": np.asarray(bench.weak_quality),
                     **scored(shipped, list(bench.prompts), small)}
     evaluated = sorted({p for r in rows for p in r["prompts"]} | {p for e in evals.values() for p in e["prompts"]})
-    steps = solution_length_model(Path(args.data_dir), cached_embedder(load_artifact(DEFAULT_ARTIFACT).embedder),
+    steps = solution_length_model(Path(args.data_dir), cached_embedder(load_artifact(DEFAULT_MF_ARTIFACT).embedder),
                                   evaluated)
     for r in [*rows, *evals.values()]:
         add_features(r, steps)

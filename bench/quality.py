@@ -51,6 +51,15 @@ from routeray.train.common import (  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 CONTAMINATION_COS = 0.95
+DEFAULT_MF_ARTIFACT = REPO / "routeray" / "default_artifacts" / "mf"
+
+
+def max_cosine(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Each unit row's highest cosine to any of ``others`` (unit rows), in chunks of 4,096."""
+    best = np.full(len(rows), -1.0)
+    for start in range(0, others.shape[0], 4096):
+        best = np.maximum(best, (rows @ others[start:start + 4096].T).max(axis=1))
+    return best
 
 
 def decontaminate(train: PreferenceData, heldout: PreferenceData) -> tuple[PreferenceData, int]:
@@ -60,9 +69,7 @@ def decontaminate(train: PreferenceData, heldout: PreferenceData) -> tuple[Prefe
         return heldout, 0
     e_held, _ = embed_texts(held, None, desc="embedding held-out prompts")
     e_train, _ = embed_texts(train.prompts, None, desc="embedding training prompts")
-    max_cos = np.full(len(held), -1.0)
-    for start in range(0, e_train.shape[0], 4096):
-        max_cos = np.maximum(max_cos, (e_held @ e_train[start:start + 4096].T).max(axis=1))
+    max_cos = max_cosine(e_held, e_train)
     bad = {p for p, c in zip(held, max_cos, strict=True) if c >= CONTAMINATION_COS}
     clean = PreferenceData(judgments=[j for j in heldout.judgments if j.prompt not in bad],
                            golden=[g for g in heldout.golden if g.prompt not in bad])
@@ -98,7 +105,7 @@ def shipped_mf_recipe() -> dict[str, Any]:
     folds, the shipped artifact's route boost."""
     from routeray.artifacts import load_artifact
 
-    boost = load_artifact(REPO / "routeray" / "default_artifacts" / "mf").config.get("route_boost") or {}
+    boost = load_artifact(DEFAULT_MF_ARTIFACT).config.get("route_boost") or {}
     return {"grid": {}, "selection_holdouts": [], "selection_families": [], "route_boost": boost}
 
 

@@ -24,7 +24,7 @@ def shared_data() -> Path:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A test that leaves Ray running in this process fails the run: Ray's exit-time shutdown, with torch,
     ONNX Runtime and vLLM loaded, has crashed the interpreter after every test had passed. Shut it down here
-    and say which it was not."""
+    and say so."""
     import sys
 
     ray = sys.modules.get("ray")

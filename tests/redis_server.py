@@ -4,19 +4,13 @@ persistence in a temporary folder, stopped afterwards. Skips (fails on CI) where
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from routeray.deployments.cli import free_port
 from tests.binaries import require_binary, stop
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_binary() -> str:
@@ -28,7 +22,7 @@ def redis_server(folder: Path) -> Iterator[str]:
     """Yields the server's URL once it answers PING; stops it afterwards."""
     import redis
 
-    port = _free_port()
+    port = free_port()
     log = (folder / "redis.log").open("wb")
     proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT)

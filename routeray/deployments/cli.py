@@ -8,6 +8,7 @@ import copy
 import importlib
 import logging
 import os
+import random
 import signal
 import socket
 import sys
@@ -89,8 +90,35 @@ def deploy(applications: list[dict[str, Any]], timeout_s: float = 600.0) -> None
                             "node with the resources they ask for?)")
 
 
+RAY_WORKER_PORTS_END = 19999  # Ray's workers bind ports 10002-19999 by default
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _unassigned_ports() -> tuple[int, int] | None:
+    """Ports above Ray's worker ports and below the kernel's ephemeral range, or None when that leaves too few."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 49152  # IANA's dynamic range, the default where /proc is not there
+    low, high = RAY_WORKER_PORTS_END + 1, ephemeral_low - 1
+    return (low, high) if high - low >= 1000 else None
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
+    """A TCP port nothing listens on right now, for a server that binds it a moment later. Chosen outside the
+    kernel's ephemeral range, where every outgoing connection takes its local port: a port picked there (by
+    binding port 0) can be taken in between, and a Ray start opens many connections (HAProxy's stats port was
+    taken that way in CI: "cannot bind socket (Address already in use)"). Falls back to port 0's choice when
+    there is no such range."""
+    span = _unassigned_ports()
+    if span is not None:
+        for port in random.sample(range(span[0], span[1] + 1), 200):
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

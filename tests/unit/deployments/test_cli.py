@@ -53,3 +53,23 @@ def test_without_flags_the_files_http_options_are_used(monkeypatch: pytest.Monke
     assert started == {"host": "0.0.0.0", "port": 8000}
     (gateway,) = [a for a in apps if a["import_path"].endswith(":build_app")]
     assert Config.model_validate(gateway["args"]).resolved().weak.base_url == "http://127.0.0.1:8000/weak/v1"
+
+
+def test_free_ports_come_from_outside_the_ephemeral_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """HAProxy's stats/metrics ports and the tests' servers: a port between Ray's worker ports and the kernel's
+    ephemeral range (where outgoing connections take theirs, so a port picked there can be gone before its
+    server binds it), free at the time; port 0's choice where that range is too small."""
+    import socket
+
+    from routeray.deployments import cli as serve_cli
+
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("32768\t60999\n")
+    monkeypatch.setattr(serve_cli, "_EPHEMERAL_RANGE", ranges)
+    ports = {serve_cli.free_port() for _ in range(20)}
+    assert all(serve_cli.RAY_WORKER_PORTS_END < p < 32768 for p in ports) and len(ports) > 1
+    with socket.socket() as s:  # and it is free: a server can bind it
+        s.bind(("127.0.0.1", ports.pop()))
+    ranges.write_text("20100 60999\n")  # no room below the ephemeral range: the kernel's choice
+    assert serve_cli._unassigned_ports() is None
+    assert 0 < serve_cli.free_port() < 65536

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,13 +23,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from routeray.deployments.cli import free_port
+
 MSG = [{"role": "user", "content": "Name one colour of the rainbow."}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree_rss(pid: int) -> float:

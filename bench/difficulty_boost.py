@@ -31,7 +31,6 @@ The eval sample is scored with the shipped artifact and printed for information 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import pickle
@@ -43,10 +42,9 @@ from typing import Any
 
 import numpy as np
 from quality import (  # bench/ is on the path when a script runs
-    CONTAMINATION_COS,
     DEFAULT_MF_ARTIFACT,
+    gsm8k_worked_solutions,
     heldout_folds,
-    max_cosine,
     shipped_mf_recipe,
 )
 from result_file import write_result
@@ -104,11 +102,8 @@ def solution_length_model(data_dir: Path, embedder: Any, evaluated: list[str]) -
     """A predictor of log(1 + worked-solution lines) fitted on GSM8K train (near-copies of ``evaluated`` out)."""
     from routeray.routers.prompt_features import structure_features
 
-    rows = [json.loads(line) for line in (data_dir / "unlabeled" / "gsm8k_train.jsonl").open(encoding="utf-8")]
-    questions = [r["question"] for r in rows]
-    y = np.log1p([r["answer"].split("####")[0].strip().count("\n") + 1 for r in rows])
-    e_q = embedder.embed(questions)
-    keep = max_cosine(e_q, embedder.embed(evaluated)) < CONTAMINATION_COS
+    questions, e_q, lines, keep = gsm8k_worked_solutions(data_dir, embedder, evaluated)
+    y = np.log1p(lines)
     f = structure_features(questions)
     mu, sd = f.mean(axis=0), f.std(axis=0) + 1e-9
 

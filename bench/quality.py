@@ -21,6 +21,7 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -60,6 +61,19 @@ def max_cosine(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
     for start in range(0, others.shape[0], 4096):
         best = np.maximum(best, (rows @ others[start:start + 4096].T).max(axis=1))
     return best
+
+
+def gsm8k_worked_solutions(data_dir: Path, embedder: Any, evaluated: list[str]
+                           ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """The GSM8K train split (``unlabeled/gsm8k_train.jsonl``, no model labels): its questions, their embeddings,
+    each reference solution's length in lines (before ``####``), and which questions are not within cosine
+    CONTAMINATION_COS of any of ``evaluated`` (the ones a probe may learn from)."""
+    rows = [json.loads(line) for line in (data_dir / "unlabeled" / "gsm8k_train.jsonl").open(encoding="utf-8")]
+    questions = [r["question"] for r in rows]
+    lines = np.array([r["answer"].split("####")[0].strip().count("\n") + 1 for r in rows], dtype=float)
+    e_q = embedder.embed(questions)
+    keep = max_cosine(e_q, embedder.embed(evaluated)) < CONTAMINATION_COS
+    return questions, e_q, lines, keep
 
 
 def decontaminate(train: PreferenceData, heldout: PreferenceData) -> tuple[PreferenceData, int]:

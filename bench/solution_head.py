@@ -23,7 +23,6 @@ selection grid, seed 0) is trained on the rest without and with each variant's l
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality import CONTAMINATION_COS, DEFAULT_MF_ARTIFACT, heldout_folds, max_cosine, shipped_mf_recipe
+from quality import DEFAULT_MF_ARTIFACT, gsm8k_worked_solutions, heldout_folds, shipped_mf_recipe
 from result_file import write_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,10 +53,7 @@ VARIANTS = ("none", "head", "weak", "weak_half")
 
 def solution_labels(data_dir: Path, embedder: Any, evaluated: list[str]) -> tuple[list[str], np.ndarray]:
     """GSM8K train questions far from every evaluated prompt, and 1 - their solution length's percentile."""
-    rows = [json.loads(line) for line in (data_dir / "unlabeled" / "gsm8k_train.jsonl").open(encoding="utf-8")]
-    questions = [r["question"] for r in rows]
-    lines = np.array([r["answer"].split("####")[0].strip().count("\n") + 1 for r in rows], dtype=float)
-    keep = max_cosine(embedder.embed(questions), embedder.embed(evaluated)) < CONTAMINATION_COS
+    questions, _, lines, keep = gsm8k_worked_solutions(data_dir, embedder, evaluated)
     lines = lines[keep]
     pct = (np.argsort(np.argsort(lines, kind="stable"), kind="stable") + 0.5) / len(lines)
     kept = [q for q, k in zip(questions, keep, strict=True) if k]
@@ -78,10 +74,10 @@ def pseudo(variant: str, questions: list[str], short: np.ndarray) -> PreferenceD
     return PreferenceData(golden=golden)
 
 
-def trained(train: PreferenceData, extra: PreferenceData, recipe: dict[str, Any], tmp: Path) -> Path:
+def train_into(out: Path, train: PreferenceData, extra: PreferenceData, recipe: dict[str, Any]) -> None:
+    """The default recipe (seed 0) trained on ``train`` plus ``extra``'s golden labels, written to ``out``."""
     data = PreferenceData(judgments=list(train.judgments), golden=list(train.golden) + list(extra.golden))
-    get_trainer("mf")(data, tmp, seed=0, config=recipe, progress=False)
-    return tmp
+    get_trainer("mf")(data, out, seed=0, config=recipe, progress=False)
 
 
 def main() -> int:
@@ -107,7 +103,7 @@ def main() -> int:
         t0 = time.time()
         for v in args.variants:
             with tempfile.TemporaryDirectory() as tmp:
-                trained(train, extras[v], recipe, Path(tmp))
+                train_into(Path(tmp), train, extras[v], recipe)
                 for es in sets:
                     r = load_router("mf", tmp, strong_model=es.strong, weak_model=es.weak, embedder=embedder)
                     per_set[v][f"{label}|{es.group}"] = float(apgr(np.asarray(r.score(list(es.prompts))),
@@ -119,7 +115,7 @@ def main() -> int:
     results = []
     for v in args.variants:
         with tempfile.TemporaryDirectory() as tmp:
-            trained(data, extras[v], recipe, Path(tmp))
+            train_into(Path(tmp), data, extras[v], recipe)
             r = load_router("mf", tmp, embedder=embedder)
             ev = {b: round(float(apgr(np.asarray(r.score(list(bench.prompts))), np.asarray(bench.strong_quality),
                                       np.asarray(bench.weak_quality))), 4) for b, bench in benches.items()}

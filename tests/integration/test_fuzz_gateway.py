@@ -86,7 +86,7 @@ def test_schemathesis_finds_no_server_error(gateway: str, budget: Budget, tmp_pa
     report = tmp_path / "report.ndjson"
     schema = _fuzz_schema(gateway, tmp_path / "openapi.json")
     # one worker: with 4, hypothesis parsed lambdas' source (ast.parse) in several threads at once and CPython
-    # 3.11 raised "SystemError: AST constructor recursion depth mismatch" inside the fuzzer (a CI run); one
+    # 3.11 raised "SystemError: AST constructor recursion depth mismatch" inside the fuzzer (a fresh-clone .ci/run here); one
     # worker sent more requests in the same time here (2,651 in 75 s; 1,807 in 30 s behind HAProxy)
     cmd = _schemathesis() + [
         "run", str(schema), "--url", gateway, "--checks", "not_a_server_error", "--mode", "all",

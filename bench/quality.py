@@ -162,6 +162,17 @@ def run(args: argparse.Namespace) -> dict:
     return {"config": config, "seed": args.seed, "routers": [r.split("=", 1)[0] for r in routers], "rows": rows}
 
 
+def random_mean_interval(rows: list[dict]) -> tuple[float, float]:
+    """Random's 95 % interval for the mean APGR over ``rows`` (one per held-out set), from each set's random
+    mean and interval: the sets' random routers draw independently, so the mean's spread is the root of the
+    summed per-set variances over the count, each variance read off its interval as a normal one's
+    (half-width / 1.96)."""
+    centre = float(np.mean([r["random_apgr"] for r in rows]))
+    sd = float(np.sqrt(sum(((r["random_apgr_ci"][1] - r["random_apgr_ci"][0]) / (2 * 1.96)) ** 2 for r in rows)))
+    half = 1.96 * sd / len(rows)
+    return centre - half, centre + half
+
+
 def print_table(result: dict) -> None:
     """One line per (holdout, eval set): each router's APGR (+/- outside random's interval), then the means
     and, per router, on how many lines it beats length and knn."""
@@ -186,7 +197,10 @@ def print_table(result: dict) -> None:
         if not keys:
             continue
         means = {n: np.mean([cells[k][n]["apgr"] for k in keys if n in cells[k]]) for n in routers}
-        print(f"{'mean over held-out ' + kind + 's':<59}" + "".join(f"{means[n]:>12.3f}" for n in routers))
+        lo, hi = random_mean_interval([next(iter(cells[k].values())) for k in keys])
+        print(f"{'mean over held-out ' + ('sources' if kind == 'source' else 'family sets'):<44}[{lo:.3f},{hi:.3f}] "
+              + "".join(f"{means[n]:>11.3f}{'+' if means[n] > hi else '-' if means[n] < lo else ' '}"
+                        for n in routers))
         for base in ("length", "knn"):
             wins = {n: sum(cells[k][n]["apgr"] > cells[k][base]["apgr"] for k in keys if n in cells[k])
                     for n in routers}

@@ -1,5 +1,6 @@
 """Hand-made features of a prompt's structure: length, numbers, maths and code markers, answer options,
-questions and instructions asked. Cheap (pure Python, microseconds per prompt), no training, no model.
+questions and instructions asked, and whether the prompt is a word problem. Cheap (pure Python, microseconds
+per prompt), no training, no model.
 
 :func:`structure_features` returns one row per prompt in the order of :data:`STRUCTURE_FEATURES`.
 Counts enter as ``log(1 + n)`` so one very long prompt does not dominate a linear model.
@@ -7,6 +8,7 @@ Counts enter as ``log(1 + n)`` so one very long prompt does not dominate a linea
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from routeray.routers.base import logit, sigmoid
+
+log = logging.getLogger(__name__)
 
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\$?\d[\d,]*(?:\.\d+)?%?")
 _MATH = re.compile(r"[=<>^√∑∏∫±≤≥×÷]|\\frac|\\sqrt|\\int|\\sum|\$[^$\n]+\$|\b(?:sin|cos|tan|log|ln|lim)\b")
@@ -27,10 +31,15 @@ _SENTENCE = re.compile(r"[.!?](?:\s|$)")
 _INSTRUCTION = re.compile(r"\b(?:step[- ]by[- ]step|explain|prove|derive|calculate|compute|solve|show that|"
                           r"justify|analy[sz]e|compare|implement|write|design|optimi[sz]e)\b", re.IGNORECASE)
 
-STRUCTURE_FEATURES = (
+# the features mf reads as input beside the embedding (train/mf.py's default ``prompt_features``)
+INPUT_FEATURES = (
     "log_words", "log_chars", "log_numbers", "number_density", "log_math", "log_operators", "log_code",
     "options", "log_questions", "log_instructions", "log_lines", "log_sentences", "non_ascii",
 )
+# and two for gating a route boost: ``word_problem`` is 1 for a prompt with numbers in it and neither answer
+# options nor code (GSM8K's kind), ``word_problem_words`` its log_words there and 0 elsewhere, so that a boost
+# gated to word problems (``"log_words|word_problem"``) is linear in the features (the prefilter fits it exactly)
+STRUCTURE_FEATURES = (*INPUT_FEATURES, "word_problem", "word_problem_words")
 
 
 def _log(n: int) -> float:
@@ -42,11 +51,15 @@ def prompt_structure(text: str) -> list[float]:
     words = len(_WORD.findall(text))
     numbers = len(_NUMBER.findall(text))
     non_ascii = sum(1 for ch in text if ord(ch) > 127) / max(len(text), 1)
+    code = len(_CODE.findall(text))
+    options = min(len(_OPTION.findall(text)), 10)
+    word_problem = float(numbers > 0 and not options and not code)
     return [
         _log(words), _log(len(text)), _log(numbers), numbers / max(words, 1),
-        _log(len(_MATH.findall(text))), _log(len(_OPERATOR.findall(text))), _log(len(_CODE.findall(text))),
-        float(min(len(_OPTION.findall(text)), 10)), _log(text.count("?")), _log(len(_INSTRUCTION.findall(text))),
+        _log(len(_MATH.findall(text))), _log(len(_OPERATOR.findall(text))), _log(code),
+        float(options), _log(text.count("?")), _log(len(_INSTRUCTION.findall(text))),
         _log(text.count("\n")), _log(len(_SENTENCE.findall(text))), non_ascii,
+        word_problem, word_problem * _log(words),
     ]
 
 
@@ -56,6 +69,16 @@ def feature_columns(names: Sequence[str]) -> list[int]:
     if unknown:
         raise ValueError(f"unknown prompt feature(s) {unknown}; known: {', '.join(STRUCTURE_FEATURES)}")
     return [STRUCTURE_FEATURES.index(n) for n in names]
+
+
+def boost_columns(names: Sequence[str]) -> tuple[list[int], list[int | None]]:
+    """For route-boost terms ``feature`` or ``feature|gate``: each term's feature column and its gate's column
+    (None: ungated); ValueError on an unknown name."""
+    parts = [name.partition("|") for name in names]
+    cols = feature_columns([f for f, _, _ in parts])
+    gates = feature_columns([g for _, _, g in parts if g])
+    it = iter(gates)
+    return cols, [next(it) if g else None for _, _, g in parts]
 
 
 def structure_features(prompts: Sequence[str]) -> np.ndarray:
@@ -109,7 +132,10 @@ class FeatureInput:
 
 class ScoreBoost:
     """A router's score moved on the logit scale by weighted, standardised structure features:
-    ``σ(logit(score) + Σ_j w_j (f_j − μ_j) / σ_j)``, with ``μ, σ`` from the training prompts.
+    ``σ(logit(score) + Σ_j w_j g_j (f_j − μ_j) / σ_j)``. A term named ``feature`` is standardised over all
+    training prompts (``g_j = 1``); one named ``feature|gate`` only over those where the gate feature is
+    positive, and is 0 elsewhere (``g_j`` = the gate): ``"log_words|word_problem"`` orders word problems by
+    length, 1 logit per standard deviation of their lengths, and leaves every other prompt where it was.
 
     Within one benchmark an embedding router's scores can be nearly flat (GSM8K: every prompt is a word
     problem), where what still separates the prompts is their structure: on the held-out MMLU-Pro and
@@ -118,24 +144,39 @@ class ScoreBoost:
 
     def __init__(self, weights: Mapping[str, float], mean: np.ndarray, std: np.ndarray):
         self.weights = {n: float(w) for n, w in weights.items()}
-        self._cols = feature_columns(list(self.weights))
+        self._cols, self._gates = boost_columns(list(self.weights))
         self._w = np.asarray(list(self.weights.values()), dtype=np.float64)
         self.mean = np.asarray(mean, dtype=np.float64).reshape(len(self._cols))
         self.std = np.maximum(np.asarray(std, dtype=np.float64).reshape(len(self._cols)), 1e-6)
 
     @classmethod
     def fit(cls, weights: Mapping[str, float], features: np.ndarray) -> ScoreBoost | None:
-        """Standardisation from the training prompts' :func:`structure_features`; None when every weight is 0."""
-        weights = {n: float(w) for n, w in weights.items() if float(w)}
-        if not weights:
-            return None
-        cols = feature_columns(list(weights))
-        return cls(weights, features[:, cols].mean(axis=0), features[:, cols].std(axis=0))
+        """Standardisation from the training prompts' :func:`structure_features` (a gated term's from the
+        prompts its gate holds for; a gated term whose gate holds for none of them is left out, with a warning);
+        None when no term is left. Terms are kept in name order: the artifact's JSON config is written with sorted
+        keys, and its mean and spread tensors must line up with the weights read back from it."""
+        weights = {n: float(weights[n]) for n in sorted(weights) if float(weights[n])}
+        cols, gates = boost_columns(list(weights))
+        kept: dict[str, float] = {}
+        mean, std = [], []
+        for (name, w), col, gate in zip(weights.items(), cols, gates, strict=True):
+            values = features[:, col] if gate is None else features[features[:, gate] > 0, col]
+            if not len(values):
+                log.warning("route boost term %r left out: no training prompt passes its gate", name)
+                continue
+            kept[name] = w
+            mean.append(values.mean())
+            std.append(values.std())
+        return cls(kept, np.asarray(mean), np.asarray(std)) if kept else None
 
     def apply(self, scores: np.ndarray, prompts: Sequence[str], features: np.ndarray | None = None) -> np.ndarray:
         """The boosted scores, still in (0, 1) and in the same order wherever the features tie."""
         f = structure_features(prompts) if features is None else features
-        return sigmoid(logit(scores) + ((f[:, self._cols] - self.mean) / self.std) @ self._w)
+        z = (f[:, self._cols] - self.mean) / self.std
+        for j, gate in enumerate(self._gates):
+            if gate is not None:
+                z[:, j] *= f[:, gate] > 0
+        return sigmoid(logit(scores) + z @ self._w)
 
     def to_artifact(self) -> tuple[dict[str, object], dict[str, np.ndarray]]:
         """Config entries and tensors that :meth:`from_artifact` reads back."""
@@ -148,4 +189,4 @@ class ScoreBoost:
         weights = config.get("route_boost") or {}
         if not weights:
             return None
-        return cls(weights, tensors["boost_mean"], tensors["boost_std"])
+        return cls(dict(sorted(weights.items())), tensors["boost_mean"], tensors["boost_std"])

@@ -29,10 +29,10 @@ from routeray.data.schema import PreferenceData
 from routeray.encoders.registry import INT8_SPEC
 from routeray.errors import DataError, RouterayError
 from routeray.routers.prompt_features import (
-    STRUCTURE_FEATURES,
+    INPUT_FEATURES,
     FeatureInput,
     ScoreBoost,
-    feature_columns,
+    boost_columns,
     structure_features,
 )
 from routeray.train.common import (
@@ -71,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     # the prompt's structure (routeray.routers.prompt_features) as extra input dimensions beside the
     # embedding, standardised and scaled by feature_scale (0: the embedding alone). Held-out-source mean
     # APGR on the 12 folds: 0.565 with 0.1 against 0.559 without (docs/evaluation.md)
-    "prompt_features": list(STRUCTURE_FEATURES),
+    "prompt_features": list(INPUT_FEATURES),
     "feature_scale": 0.1,
     # a bias per (golden source, model) learned beside the prompt's score and dropped when routing, so the
     # prompt's score explains only differences within a source. Off: held-out-source mean APGR 0.504 with it
@@ -88,9 +88,18 @@ DEFAULTS: dict[str, Any] = {
     # every combination is scored on the folds; the best mean held-out APGR wins. feature_scale stays at the
     # 0.1 the 12 source folds chose (docs/evaluation.md): with a boost, 0.0 and 0.1 tie on these folds (0.557
     # vs 0.556) and 0.0 scored the eval-sample MMLU 0.557 against 0.590 without a boost
+    # The word-problem terms: "word_problem" moves every word problem up (0.25: by 0.78 logits against the other
+    # prompts), "log_words|word_problem" orders word problems by length (1 logit per standard deviation)
     "grid": {"feature_scale": [0.1],
              "route_boost": [{}, {"log_numbers": 0.5}, {"log_numbers": 1.0}, {"log_words": 0.05, "log_numbers": 0.5},
-                             {"log_words": 0.05, "log_numbers": 1.0}]},
+                             {"log_words": 0.05, "log_numbers": 1.0},
+                             *({"log_words": 0.05, "log_numbers": 1.0, **wp} for wp in (
+                                 {"log_words|word_problem": 1.0}, {"log_words|word_problem": 2.0},
+                                 {"word_problem": 0.25}, {"word_problem": 0.5},
+                                 {"word_problem": 0.25, "log_words|word_problem": 1.0},
+                                 {"word_problem": 0.25, "log_words|word_problem": 2.0},
+                                 {"word_problem": 0.5, "log_words|word_problem": 1.0},
+                                 {"word_problem": 0.5, "log_words|word_problem": 2.0}))]},
     # MiniLM with int8 weights (ONNX Runtime): held-out-source mean APGR 0.565 against 0.566 on float32 MiniLM,
     # at less CPU per prompt (docs/evaluation.md, "int8 MiniLM")
     "embedder": INT8_SPEC,
@@ -294,7 +303,7 @@ def train(data: PreferenceData, out_dir: Path, *, seed: int = 0, config: dict[st
     cfg = training_config(DEFAULTS, config, "mf", seed)
     for boost_weights in [cfg["route_boost"], *(cfg.get("grid") or {}).get("route_boost", [])]:
         try:  # before any fold is fitted
-            feature_columns(list(boost_weights))
+            boost_columns(list(boost_weights))
         except ValueError as exc:
             raise RouterayError(f"mf route_boost: {exc}") from None
     models = all_models(data)

@@ -102,10 +102,13 @@ def test_route_boost_moves_the_score_by_the_prompts_structure(real_slice, tmp_pa
 
     train_data, heldout = real_slice
     small = subsample_prompts(train_data, 200, seed=4)
+    # two terms, not in name order: the artifact's JSON config comes back with sorted keys, and each weight must
+    # still meet its own feature's mean and spread (the default artifact once served them crossed)
+    weights = {"log_words": 0.3, "log_numbers": 1.0}
     artifact = train(small, tmp_path / "mf", seed=0, progress=False,
-                     config={**FAST, "steps": 30, "selection_families": [], "route_boost": {"log_numbers": 1.0}})
+                     config={**FAST, "steps": 30, "selection_families": [], "route_boost": weights})
     cfg, t = artifact.config, artifact.tensors
-    assert cfg["route_boost"] == {"log_numbers": 1.0} and t["boost_std"].shape == (1,)
+    assert cfg["route_boost"] == weights and t["boost_std"].shape == (2,)
     router = load_router("mf", tmp_path / "mf")
     prompts = list(dict.fromkeys(heldout.prompts))[:50]
     served = router.score(prompts)
@@ -113,10 +116,14 @@ def test_route_boost_moves_the_score_by_the_prompts_structure(real_slice, tmp_pa
     plain = MFRouter(Artifact(router="mf", config={k: v for k, v in cfg.items() if k != "route_boost"},
                               tensors=t, embedder=artifact.embedder), router.embedder)
     base = plain.score(prompts)
-    n = structure_features(prompts)[:, STRUCTURE_FEATURES.index("log_numbers")]
-    z = (n - t["boost_mean"][0]) / t["boost_std"][0]
-    expected = 1 / (1 + np.exp(-(np.log(base / (1 - base)) + z)))
-    np.testing.assert_allclose(served, expected, atol=1e-6)
+    train_f = structure_features(list(dict.fromkeys(small.prompts)))
+    f = structure_features(prompts)
+    shift = np.zeros(len(prompts))
+    for name, w in weights.items():
+        col = STRUCTURE_FEATURES.index(name)
+        shift += w * (f[:, col] - train_f[:, col].mean()) / train_f[:, col].std()
+    expected = 1 / (1 + np.exp(-(np.log(base / (1 - base)) + shift)))
+    np.testing.assert_allclose(served, expected, atol=1e-5)
     assert not np.allclose(served, base)
 
     emb, _ = embed_texts(prompts, artifact.embedder, progress=False)

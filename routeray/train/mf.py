@@ -89,7 +89,9 @@ DEFAULTS: dict[str, Any] = {
     # 0.1 the 12 source folds chose (docs/evaluation.md): with a boost, 0.0 and 0.1 tie on these folds (0.557
     # vs 0.556) and 0.0 scored the eval-sample MMLU 0.557 against 0.590 without a boost
     # The word-problem terms: "word_problem" moves every word problem up (0.25: by 0.78 logits against the other
-    # prompts), "log_words|word_problem" orders word problems by length (1 logit per standard deviation)
+    # prompts), "log_words|word_problem" orders word problems by length (1 logit per standard deviation). On the 16
+    # folds word_problem 0.5 with log_words|word_problem 1.0 beat the boost before by +0.0014 / +0.0015 (all 19,
+    # seeds 0 / 1; bench/results/mf_word_problem_boost.json, docs/evaluation.md "sixth round")
     "grid": {"feature_scale": [0.1],
              "route_boost": [{}, {"log_numbers": 0.5}, {"log_numbers": 1.0}, {"log_words": 0.05, "log_numbers": 0.5},
                              {"log_words": 0.05, "log_numbers": 1.0},

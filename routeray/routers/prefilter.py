@@ -72,8 +72,11 @@ class Prefilter:
 
     def save(self, artifact_dir: str | Path) -> Path:
         path = Path(artifact_dir) / FILE
+        from routeray.routers.prompt_features import STRUCTURE_FEATURES
+
         meta = {"residual_sd": self.residual_sd, "embedder": self.embedder,
-                "artifact_fingerprint": self.artifact_fingerprint, "band": self.band, "target": TARGET}
+                "artifact_fingerprint": self.artifact_fingerprint, "band": self.band, "target": TARGET,
+                "structure_features": list(STRUCTURE_FEATURES)}
         np.savez(path, weights=self.weights, mean=self.mean, std=self.std, meta=np.asarray(json.dumps(meta)))
         return path
 
@@ -83,8 +86,16 @@ class Prefilter:
         if not path.is_file():
             raise ArtifactError(f"{artifact_dir} has no {FILE}: fit one with "
                                 f"`python -m routeray.routers.prefilter --artifact {artifact_dir}`")
+        from routeray.routers.prompt_features import INPUT_FEATURES, STRUCTURE_FEATURES
+
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
+            # a file without the list read the 13 features there were before the word-problem ones (2026-12-05)
+            fitted_on = meta.get("structure_features", list(INPUT_FEATURES))
+            if meta.get("target") == TARGET and fitted_on != list(STRUCTURE_FEATURES):
+                raise ArtifactError(f"{path} was fitted on {len(fitted_on)} prompt structure features and this "
+                                    f"routeray computes {len(STRUCTURE_FEATURES)}: refit it with "
+                                    f"`python -m routeray.routers.prefilter --artifact {artifact_dir}`")
             if meta.get("target") != TARGET:
                 raise ArtifactError(f"{path} estimates the score itself (an earlier format; this routeray "
                                     f"estimates its logit): refit it with "

@@ -63,6 +63,12 @@ def test_it_round_trips_and_refuses_another_artifact(tmp_path) -> None:
     np.savez(tmp_path / FILE, **{**arrays, "meta": np.asarray(json.dumps(meta))})
     with pytest.raises(ArtifactError, match="earlier format.*refit"):
         Prefilter.load(tmp_path, "fingerprint-a")
+    # one fitted on another set of structure features (before the word-problem ones: no list, 13 features)
+    meta["target"] = "logit"
+    del meta["structure_features"]
+    np.savez(tmp_path / FILE, **{**arrays, "meta": np.asarray(json.dumps(meta))})
+    with pytest.raises(ArtifactError, match="13 prompt structure features.*refit it with"):
+        Prefilter.load(tmp_path, "fingerprint-a")
     (tmp_path / FILE).unlink()
     with pytest.raises(ArtifactError, match="python -m routeray.routers.prefilter"):
         Prefilter.load(tmp_path, "fingerprint-a")

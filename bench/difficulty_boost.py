@@ -82,9 +82,7 @@ def word_problems(prompts: list[str]) -> np.ndarray:
     """1 for a prompt with numbers and neither answer options nor code, else 0."""
     from routeray.routers.prompt_features import STRUCTURE_FEATURES, structure_features
 
-    f = structure_features(prompts)
-    col = STRUCTURE_FEATURES.index
-    return ((f[:, col("log_numbers")] > 0) & (f[:, col("options")] == 0) & (f[:, col("log_code")] == 0)).astype(float)
+    return structure_features(prompts)[:, STRUCTURE_FEATURES.index("word_problem")]
 
 
 def add_features(row: dict[str, Any], steps: Any) -> None:

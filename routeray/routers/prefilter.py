@@ -71,9 +71,9 @@ class Prefilter:
         return None
 
     def save(self, artifact_dir: str | Path) -> Path:
-        path = Path(artifact_dir) / FILE
         from routeray.routers.prompt_features import STRUCTURE_FEATURES
 
+        path = Path(artifact_dir) / FILE
         meta = {"residual_sd": self.residual_sd, "embedder": self.embedder,
                 "artifact_fingerprint": self.artifact_fingerprint, "band": self.band, "target": TARGET,
                 "structure_features": list(STRUCTURE_FEATURES)}
@@ -90,15 +90,15 @@ class Prefilter:
 
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
-            # a file without the list read the 13 features there were before the word-problem ones (2026-12-05)
-            fitted_on = meta.get("structure_features", list(INPUT_FEATURES))
-            if meta.get("target") == TARGET and fitted_on != list(STRUCTURE_FEATURES):
-                raise ArtifactError(f"{path} was fitted on {len(fitted_on)} prompt structure features and this "
-                                    f"routeray computes {len(STRUCTURE_FEATURES)}: refit it with "
-                                    f"`python -m routeray.routers.prefilter --artifact {artifact_dir}`")
             if meta.get("target") != TARGET:
                 raise ArtifactError(f"{path} estimates the score itself (an earlier format; this routeray "
                                     f"estimates its logit): refit it with "
+                                    f"`python -m routeray.routers.prefilter --artifact {artifact_dir}`")
+            # a file without the list read the 13 features there were before the word-problem ones (2026-12-05)
+            fitted_on = meta.get("structure_features", list(INPUT_FEATURES))
+            if fitted_on != list(STRUCTURE_FEATURES):
+                raise ArtifactError(f"{path} was fitted on {len(fitted_on)} prompt structure features and this "
+                                    f"routeray computes {len(STRUCTURE_FEATURES)}: refit it with "
                                     f"`python -m routeray.routers.prefilter --artifact {artifact_dir}`")
             pre = cls(z["weights"], z["mean"], z["std"], float(meta["residual_sd"]), meta["embedder"],
                       meta["artifact_fingerprint"], float(meta["band"] if band is None else band))

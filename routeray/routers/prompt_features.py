@@ -143,19 +143,22 @@ class ScoreBoost:
     selected on held-out folds (``routeray train mf``'s grid ``route_boost``; docs/evaluation.md)."""
 
     def __init__(self, weights: Mapping[str, float], mean: np.ndarray, std: np.ndarray):
-        self.weights = {n: float(w) for n, w in weights.items()}
+        """``mean`` and ``std`` line up with ``weights``' order. The terms are kept in name order (their
+        statistics moved with them), the order the artifact's JSON config, written with sorted keys, reads back in."""
+        names = list(weights)
+        order = sorted(range(len(names)), key=names.__getitem__)
+        self.weights = {names[i]: float(weights[names[i]]) for i in order}
         self._cols, self._gates = boost_columns(list(self.weights))
         self._w = np.asarray(list(self.weights.values()), dtype=np.float64)
-        self.mean = np.asarray(mean, dtype=np.float64).reshape(len(self._cols))
-        self.std = np.maximum(np.asarray(std, dtype=np.float64).reshape(len(self._cols)), 1e-6)
+        self.mean = np.asarray(mean, dtype=np.float64).reshape(len(names))[order]
+        self.std = np.maximum(np.asarray(std, dtype=np.float64).reshape(len(names))[order], 1e-6)
 
     @classmethod
     def fit(cls, weights: Mapping[str, float], features: np.ndarray) -> ScoreBoost | None:
         """Standardisation from the training prompts' :func:`structure_features` (a gated term's from the
         prompts its gate holds for; a gated term whose gate holds for none of them is left out, with a warning);
-        None when no term is left. Terms are kept in name order: the artifact's JSON config is written with sorted
-        keys, and its mean and spread tensors must line up with the weights read back from it."""
-        weights = {n: float(weights[n]) for n in sorted(weights) if float(weights[n])}
+        None when no term is left."""
+        weights = {n: float(w) for n, w in weights.items() if float(w)}
         cols, gates = boost_columns(list(weights))
         kept: dict[str, float] = {}
         mean, std = [], []
@@ -189,4 +192,4 @@ class ScoreBoost:
         weights = config.get("route_boost") or {}
         if not weights:
             return None
-        return cls(dict(sorted(weights.items())), tensors["boost_mean"], tensors["boost_std"])
+        return cls(weights, tensors["boost_mean"], tensors["boost_std"])
